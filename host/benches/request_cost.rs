@@ -1,0 +1,106 @@
+//! The host's per-request cost, split into its phases: open + verify the
+//! request, call the policy, mint + sign (+ seal) the response; and the whole
+//! path, plaintext and encrypted. Uses the example token-table policy (build it
+//! with scripts/build-policies.sh first).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use nkeys::KeyPair;
+use nkeys::XKey;
+
+use nats_callout::claims::ConnectOpts;
+use nats_callout::config::DenyMode;
+use nats_callout::fake_server::FakeServer;
+use nats_callout::policy::{LoadedPolicy, PolicyLimits};
+use nats_callout::rules::GrantRules;
+use nats_callout::sandbox::{Sandbox, SandboxLimits};
+use nats_callout::service::{Binding, Outcome};
+
+const SETTINGS: &str = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"], "subscribe": ["app.>", "_INBOX.>"], "expires_in_secs": 600}}}"#;
+
+fn binding(with_xkey: bool) -> Binding {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/token_table.wasm");
+    let sandbox = Sandbox::new(SandboxLimits {
+        max_in_flight: 4,
+        max_memory_bytes: 32 << 20,
+    })
+    .expect("sandbox");
+    let policy = LoadedPolicy::load(
+        &sandbox,
+        &wasm,
+        SETTINGS,
+        PolicyLimits {
+            timeout: Duration::from_millis(100),
+            memory_bytes: 32 << 20,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
+    let issuer = KeyPair::new_account();
+    Binding {
+        issuer_public: issuer.public_key(),
+        issuer,
+        xkey: with_xkey.then(XKey::new),
+        policy: Arc::new(policy),
+        rules: GrantRules {
+            accounts: vec!["APP".into()],
+            default_lifetime_secs: 3600,
+            max_lifetime_secs: 86400,
+        },
+        deny_mode: DenyMode::Error,
+        expiry_leeway: Duration::from_secs(3600),
+    }
+}
+
+fn token_request(server: &FakeServer, binding: &Binding) -> (Vec<u8>, Option<String>) {
+    let opts = ConnectOpts {
+        auth_token: Some("s3cr3t".into()),
+        protocol: 1,
+        ..ConnectOpts::default()
+    };
+    let request = server.request(opts, binding.xkey.is_some());
+    server.encode(&binding.issuer_public, request, binding.xkey.as_ref())
+}
+
+fn phases(c: &mut Criterion) {
+    let server = FakeServer::default();
+    for (label, with_xkey) in [("plain", false), ("xkey", true)] {
+        let binding = binding(with_xkey);
+        let (payload, header) = token_request(&server, &binding);
+        let mut group = c.benchmark_group(label);
+        group.bench_function("open_verify", |b| {
+            b.iter(|| binding.open(&payload, header.as_deref()).expect("opens"))
+        });
+        let request = binding.open(&payload, header.as_deref()).expect("opens");
+        group.bench_function("policy_call", |b| b.iter(|| binding.decide(&request)));
+        let verdict = binding.decide(&request);
+        assert!(
+            matches!(verdict, nats_callout::service::Verdict::Allow(_)),
+            "{verdict:?}"
+        );
+        group.bench_function("mint_sign", |b| {
+            b.iter(|| {
+                binding
+                    .respond(&request, &mut verdict.clone())
+                    .expect("a reply")
+            })
+        });
+        group.bench_function("end_to_end", |b| {
+            b.iter(|| match binding.handle(&payload, header.as_deref()) {
+                Outcome::Reply { payload, .. } => payload,
+                _ => panic!("no reply"),
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = phases
+}
+criterion_main!(benches);

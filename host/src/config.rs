@@ -1,0 +1,370 @@
+//! The configuration file (`callout.toml`): parsing, path resolution and
+//! environment overrides for secrets. Every error names the key or the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Environment variables that override secrets from the file, for containers.
+pub const ENV_ISSUER_SEED: &str = "NATS_CALLOUT_ISSUER_SEED";
+pub const ENV_XKEY_SEED: &str = "NATS_CALLOUT_XKEY_SEED";
+pub const ENV_NATS_PASSWORD: &str = "NATS_CALLOUT_NATS_PASSWORD";
+pub const ENV_NATS_TOKEN: &str = "NATS_CALLOUT_NATS_TOKEN";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub issuer: IssuerConfig,
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub service: ServiceConfig,
+}
+
+/// `[nats]`: how the service connects to NATS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URLs, such as `nats://127.0.0.1:4222`.
+    pub servers: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub nkey_seed_file: Option<PathBuf>,
+    pub creds_file: Option<PathBuf>,
+    /// Queue group shared by replicas; `""` turns it off (every replica answers).
+    #[serde(default = "default_queue_group")]
+    pub queue_group: String,
+    /// Connection name shown in the server's monitoring.
+    #[serde(default = "default_connection_name")]
+    pub name: String,
+}
+
+/// `[issuer]`: the keys that sign user JWTs and responses, and open requests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// File holding the issuer account seed (`SA...`).
+    pub seed_file: Option<PathBuf>,
+    /// File holding the xkey seed (`SX...`), when the server encrypts requests.
+    pub xkey_seed_file: Option<PathBuf>,
+}
+
+/// What the service does with a denied request.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyMode {
+    /// Send a signed error response: the client fails at once.
+    #[default]
+    Error,
+    /// Send nothing: the client fails after the server's auth timeout, which
+    /// slows down guessing.
+    Silent,
+}
+
+/// `[policy]`: the WebAssembly policy and what it may grant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Path to the policy component (`.wasm`).
+    pub wasm: PathBuf,
+    /// Handed to the policy's `init` as JSON.
+    #[serde(default = "empty_table")]
+    pub settings: toml::Table,
+    /// Accounts the policy may place users into, by name.
+    pub accounts: Vec<String>,
+    /// Deadline of one `authorize` call.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Memory cap of one call, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// User JWT lifetime when the policy does not set one.
+    #[serde(default = "default_lifetime_secs")]
+    pub default_lifetime_secs: u64,
+    /// Longest user JWT lifetime; longer grants are shortened to it.
+    #[serde(default = "default_max_lifetime_secs")]
+    pub max_lifetime_secs: u64,
+    #[serde(default)]
+    pub deny: DenyMode,
+}
+
+/// `[service]`: how the service runs (all optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Requests evaluated at the same time; more wait in line.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Requests older than their `exp` by more than this are dropped unanswered:
+    /// the server has already given up on them.
+    #[serde(default = "default_expiry_leeway_ms")]
+    pub expiry_leeway_ms: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            max_in_flight: default_max_in_flight(),
+            expiry_leeway_ms: default_expiry_leeway_ms(),
+        }
+    }
+}
+
+fn default_queue_group() -> String {
+    "nats-callout".into()
+}
+fn default_connection_name() -> String {
+    "nats-callout".into()
+}
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+fn default_timeout_ms() -> u64 {
+    100
+}
+fn default_memory_mb() -> u64 {
+    32
+}
+fn default_lifetime_secs() -> u64 {
+    3600
+}
+fn default_max_lifetime_secs() -> u64 {
+    24 * 3600
+}
+fn default_max_in_flight() -> usize {
+    64
+}
+fn default_expiry_leeway_ms() -> u64 {
+    2000
+}
+
+impl Config {
+    /// Reads and checks the configuration at `path`; relative paths inside it
+    /// are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.policy.wasm);
+        for p in [
+            &mut self.nats.nkey_seed_file,
+            &mut self.nats.creds_file,
+            &mut self.issuer.seed_file,
+            &mut self.issuer.xkey_seed_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.nats.servers.is_empty() {
+            return Err("[nats] servers is empty: name at least one server URL".into());
+        }
+        let methods = [
+            self.nats.user.is_some() || self.nats.password.is_some(),
+            self.nats.token.is_some(),
+            self.nats.nkey_seed_file.is_some(),
+            self.nats.creds_file.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err("[nats] sets more than one of user/password, token, nkey_seed_file and creds_file: choose one".into());
+        }
+        if self.nats.password.is_some() && self.nats.user.is_none() {
+            return Err("[nats] password is set without user".into());
+        }
+        if self.issuer.seed_file.is_none() && std::env::var_os(ENV_ISSUER_SEED).is_none() {
+            return Err(format!(
+                "[issuer] seed_file is missing (or set the environment variable {ENV_ISSUER_SEED})"
+            ));
+        }
+        let policy = &self.policy;
+        if policy.accounts.is_empty() {
+            return Err(
+                "[policy] accounts is empty: list the accounts the policy may place users into"
+                    .into(),
+            );
+        }
+        if let Some(bad) = policy
+            .accounts
+            .iter()
+            .find(|a| a.is_empty() || a.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "[policy] accounts has an invalid account name {bad:?}"
+            ));
+        }
+        if policy.timeout_ms == 0 || policy.timeout_ms > 10_000 {
+            return Err(format!(
+                "[policy] timeout_ms = {} is outside 1..=10000",
+                policy.timeout_ms
+            ));
+        }
+        if policy.memory_mb == 0 || policy.memory_mb > 4096 {
+            return Err(format!(
+                "[policy] memory_mb = {} is outside 1..=4096",
+                policy.memory_mb
+            ));
+        }
+        if policy.max_lifetime_secs == 0 {
+            return Err("[policy] max_lifetime_secs must be above 0".into());
+        }
+        if policy.default_lifetime_secs == 0
+            || policy.default_lifetime_secs > policy.max_lifetime_secs
+        {
+            return Err(format!(
+                "[policy] default_lifetime_secs = {} must be above 0 and at most max_lifetime_secs = {}",
+                policy.default_lifetime_secs, policy.max_lifetime_secs
+            ));
+        }
+        if self.service.max_in_flight == 0 || self.service.max_in_flight > 4096 {
+            return Err(format!(
+                "[service] max_in_flight = {} is outside 1..=4096",
+                self.service.max_in_flight
+            ));
+        }
+        Ok(())
+    }
+
+    /// The policy's settings as the JSON text handed to its `init`.
+    pub fn settings_json(&self) -> String {
+        serde_json::to_string(&self.policy.settings).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// Reads a secret: the environment variable `env` when set, else the file.
+/// Errors name the variable or the file, never the secret.
+pub fn read_secret(
+    env: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> Result<Option<String>, String> {
+    if let Some(value) = env.and_then(|name| std::env::var(name).ok()) {
+        return Ok(Some(value.trim().to_string()));
+    }
+    match file {
+        None => Ok(None),
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("cannot read {what} from {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("callout.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const GOOD: &str = r#"
+[nats]
+servers = ["nats://127.0.0.1:4222"]
+user = "auth"
+password = "pwd"
+
+[issuer]
+seed_file = "keys/issuer.seed"
+
+[policy]
+wasm = "policy.wasm"
+accounts = ["APP"]
+[policy.settings]
+tokens = { s3cr3t = { account = "APP" } }
+"#;
+
+    #[test]
+    fn resolves_relative_paths_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&write(dir.path(), GOOD)).unwrap();
+        assert_eq!(config.policy.wasm, dir.path().join("policy.wasm"));
+        assert_eq!(
+            config.issuer.seed_file.unwrap(),
+            dir.path().join("keys/issuer.seed")
+        );
+        assert_eq!(config.nats.queue_group, "nats-callout");
+        assert_eq!(config.policy.deny, DenyMode::Error);
+        assert_eq!(config.policy.timeout_ms, 100);
+    }
+
+    #[test]
+    fn settings_become_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&write(dir.path(), GOOD)).unwrap();
+        assert_eq!(
+            config.settings_json(),
+            r#"{"tokens":{"s3cr3t":{"account":"APP"}}}"#
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let unknown = GOOD.replace("user = \"auth\"", "user = \"auth\"\nusr = 1");
+        let err = Config::load(&write(dir.path(), &unknown))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `usr`"), "{err}");
+
+        let missing = GOOD.replace("accounts = [\"APP\"]", "");
+        let err = Config::load(&write(dir.path(), &missing))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `accounts`"), "{err}");
+
+        let bad = GOOD.replace(
+            "accounts = [\"APP\"]",
+            "accounts = [\"APP\"]\ntimeout_ms = 0",
+        );
+        let err = Config::load(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timeout_ms"), "{err}");
+
+        let err = Config::load(&dir.path().join("nope.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope.toml"), "{err}");
+    }
+}

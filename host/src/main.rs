@@ -1,0 +1,184 @@
+//! The `nats-callout` command: `serve`, `check`, `keys` and `load`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use nats_callout::config::Config;
+use nats_callout::policy::{LoadedPolicy, PolicyLimits};
+use nats_callout::rules::GrantRules;
+use nats_callout::sandbox::{Sandbox, SandboxLimits};
+use nats_callout::service::Binding;
+use nats_callout::{check, keys, loadgen, server};
+
+#[derive(Parser)]
+#[command(
+    name = "nats-callout",
+    version,
+    about = "NATS auth callout with sandboxed WebAssembly policies"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer auth callout requests from nats-server.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Evaluate a policy offline and print the decision as JSON.
+    Check {
+        /// The policy component.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The policy's settings, as a JSON file (default `{}`).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        /// The request: the `nats` object of an authorization request, as JSON.
+        #[arg(long)]
+        request: PathBuf,
+        /// Accounts the policy may grant (comma-separated); default: any.
+        #[arg(long, value_delimiter = ',')]
+        accounts: Option<Vec<String>>,
+        #[arg(long, default_value_t = 100)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 32)]
+        memory_mb: u64,
+        #[arg(long, default_value_t = 3600)]
+        default_lifetime_secs: u64,
+        #[arg(long, default_value_t = 86400)]
+        max_lifetime_secs: u64,
+    },
+    /// Generate an issuer account seed and an xkey seed, and print the
+    /// matching nats-server and nats-callout configuration.
+    Keys {
+        /// Folder to write issuer.seed and xkey.seed into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// The account the service itself connects to (auth_callout account).
+        #[arg(long, default_value = "AUTH")]
+        account: String,
+        /// The service's user name (listed in auth_users).
+        #[arg(long, default_value = "auth")]
+        auth_user: String,
+    },
+    /// Open many client connections through a nats-server and report
+    /// connects/s, latency percentiles and CPU per connect.
+    Load(loadgen::LoadArgs),
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check {
+            policy,
+            settings,
+            request,
+            accounts,
+            timeout_ms,
+            memory_mb,
+            default_lifetime_secs,
+            max_lifetime_secs,
+        } => {
+            let settings_json = match settings {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read settings {}", path.display()))?,
+                None => "{}".into(),
+            };
+            let request_json = std::fs::read_to_string(&request)
+                .with_context(|| format!("cannot read request {}", request.display()))?;
+            let report = check::run(check::CheckInput {
+                policy: &policy,
+                settings_json,
+                request_json,
+                accounts,
+                limits: PolicyLimits {
+                    timeout: Duration::from_millis(timeout_ms),
+                    memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+                },
+                default_lifetime_secs,
+                max_lifetime_secs,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Keys {
+            out,
+            account,
+            auth_user,
+        } => {
+            print!("{}", keys::generate(&out, &account, &auth_user)?);
+            Ok(())
+        }
+        Command::Load(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(loadgen::run(args))
+        }
+    }
+}
+
+fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let (issuer, xkey) = keys::load_issuer(&config)?;
+    let memory_bytes = usize::try_from(config.policy.memory_mb << 20).unwrap_or(usize::MAX);
+    let sandbox = Sandbox::new(SandboxLimits {
+        max_in_flight: config.service.max_in_flight,
+        max_memory_bytes: memory_bytes,
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+    let limits = PolicyLimits {
+        timeout: Duration::from_millis(config.policy.timeout_ms),
+        memory_bytes,
+    };
+    let policy = LoadedPolicy::load(
+        &sandbox,
+        &config.policy.wasm,
+        &config.settings_json(),
+        limits,
+    )?;
+    tracing::info!(
+        policy = policy.name(),
+        sha256 = policy.digest(),
+        "policy loaded"
+    );
+    let binding = Arc::new(Binding {
+        issuer_public: issuer.public_key(),
+        issuer,
+        xkey,
+        policy: Arc::new(policy),
+        rules: GrantRules {
+            accounts: config.policy.accounts.clone(),
+            default_lifetime_secs: config.policy.default_lifetime_secs,
+            max_lifetime_secs: config.policy.max_lifetime_secs,
+        },
+        deny_mode: config.policy.deny,
+        expiry_leeway: Duration::from_millis(config.service.expiry_leeway_ms),
+    });
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(server::serve(&config, binding, server::shutdown_signal()))
+}

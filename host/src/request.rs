@@ -1,0 +1,198 @@
+//! Opening and verifying an authorization request from nats-server: size cap,
+//! xkey decryption, signature, issuer, audience and age checks
+//! (`shared/docs/protocol.md` §6 and §9), and its translation into the
+//! policy's `auth-request`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nkeys::XKey;
+
+use crate::bindings;
+use crate::claims::{AuthorizationRequest, REQUEST_AUDIENCE};
+use crate::jwt::{self, Claims, MAX_TOKEN_BYTES};
+
+/// A request that passed every check.
+pub struct VerifiedRequest {
+    pub claims: Claims<AuthorizationRequest>,
+    /// The server's curve key when the request was sealed; the response is
+    /// sealed to it.
+    pub server_xkey: Option<XKey>,
+    /// Set when the request is genuine but must be denied before the policy
+    /// runs (a plaintext request when encryption is required).
+    pub refusal: Option<String>,
+}
+
+impl VerifiedRequest {
+    pub fn request(&self) -> &AuthorizationRequest {
+        &self.claims.nats
+    }
+}
+
+/// The keys and rules a request is checked against.
+pub struct RequestCheck<'a> {
+    /// Public key of the account the server expects to sign (`sub` of the request).
+    pub issuer: &'a str,
+    /// The service's curve key, when requests are encrypted.
+    pub xkey: Option<&'a XKey>,
+    /// How long past its `exp` a request is still answered.
+    pub expiry_leeway: Duration,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl RequestCheck<'_> {
+    /// Opens and verifies `payload`. The error is why the request is dropped
+    /// unanswered: nothing in it can be trusted enough to answer.
+    pub fn open(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+    ) -> Result<VerifiedRequest, String> {
+        if payload.len() > MAX_TOKEN_BYTES {
+            return Err(format!(
+                "request is {} bytes, more than the 1 MiB limit",
+                payload.len()
+            ));
+        }
+        let sealed = !payload.starts_with(b"eyJ");
+        let (token_bytes, server_xkey) = if sealed {
+            let Some(own) = self.xkey else {
+                return Err("request is not a plaintext JWT and no xkey is configured ([issuer] xkey_seed_file): \
+                            garbage, or the server encrypts requests and this service cannot open them"
+                    .into());
+            };
+            let header = xkey_header.ok_or(
+                "encrypted request without a Nats-Server-Xkey header (is the NATS connection negotiating headers?)",
+            )?;
+            let sender = XKey::from_public_key(header)
+                .map_err(|_| "Nats-Server-Xkey header is not a public curve key".to_string())?;
+            let opened = own.open(payload, &sender).map_err(|_| {
+                format!(
+                    "cannot decrypt the request with the configured xkey {}: the server's auth_callout xkey must be this key",
+                    own.public_key()
+                )
+            })?;
+            (opened, Some(sender))
+        } else {
+            (payload.to_vec(), None)
+        };
+        let token = std::str::from_utf8(&token_bytes)
+            .map_err(|_| "request is not UTF-8 text".to_string())?;
+        let claims: Claims<AuthorizationRequest> =
+            jwt::decode(token.trim_end()).map_err(|e| format!("request JWT rejected: {e}"))?;
+
+        let nats = &claims.nats;
+        if !claims.iss.starts_with('N') || claims.iss != nats.server_id.id {
+            return Err(format!(
+                "request issuer {} is not the server key in server_id.id ({})",
+                claims.iss, nats.server_id.id
+            ));
+        }
+        if claims.aud.as_deref() != Some(REQUEST_AUDIENCE) {
+            return Err(format!(
+                "request audience is {:?}, not {REQUEST_AUDIENCE:?}",
+                claims.aud
+            ));
+        }
+        if !nats.kind.is_empty() && nats.kind != "authorization_request" {
+            return Err(format!(
+                "request type is {:?}, not \"authorization_request\"",
+                nats.kind
+            ));
+        }
+        if !nats.user_nkey.starts_with('U')
+            || nkeys::KeyPair::from_public_key(&nats.user_nkey).is_err()
+        {
+            return Err("request user_nkey is not a public user nkey".into());
+        }
+        if claims.sub != self.issuer {
+            return Err(format!(
+                "request is for issuer {}, but this service signs as {}: check auth_callout issuer in the server's configuration",
+                claims.sub, self.issuer
+            ));
+        }
+        if let Some(sender) = &server_xkey
+            && nats.server_id.xkey.as_deref() != Some(sender.public_key().as_str())
+        {
+            return Err(
+                "server_id.xkey in the signed request does not match the Nats-Server-Xkey header"
+                    .into(),
+            );
+        }
+        if let Some(exp) = claims.exp
+            && exp > 0
+        {
+            let late_ms = (unix_now() - exp).saturating_mul(1000);
+            let leeway_ms = i64::try_from(self.expiry_leeway.as_millis()).unwrap_or(i64::MAX);
+            if late_ms > leeway_ms {
+                return Err(format!(
+                    "request expired {}s ago: the server has given up on it",
+                    late_ms / 1000
+                ));
+            }
+        }
+        let refusal = (self.xkey.is_some() && server_xkey.is_none())
+            .then(|| "request was not encrypted, but this service requires encryption ([issuer] xkey_seed_file is set)".to_string());
+        Ok(VerifiedRequest {
+            claims,
+            server_xkey,
+            refusal,
+        })
+    }
+}
+
+/// The policy's view of a request.
+pub fn to_policy_request(request: &AuthorizationRequest, issuer: &str) -> bindings::AuthRequest {
+    let server = &request.server_id;
+    let info = &request.client_info;
+    let opts = &request.connect_opts;
+    bindings::AuthRequest {
+        server: bindings::ServerId {
+            name: server.name.clone(),
+            host: server.host.clone(),
+            id: server.id.clone(),
+            version: server.version.clone(),
+            cluster: server.cluster.clone(),
+            tags: server.tags.clone(),
+            xkey: server.xkey.clone(),
+        },
+        user_nkey: request.user_nkey.clone(),
+        client_info: bindings::ClientInfo {
+            host: info.host.clone(),
+            id: info.id,
+            user: info.user.clone(),
+            name: info.name.clone(),
+            tags: info.tags.clone(),
+            name_tag: info.name_tag.clone(),
+            kind: info.kind.clone(),
+            client_type: info.client_type.clone(),
+            mqtt_id: info.mqtt_id.clone(),
+            nonce: info.nonce.clone(),
+        },
+        connect_opts: bindings::ConnectOpts {
+            jwt: opts.jwt.clone(),
+            nkey: opts.nkey.clone(),
+            sig: opts.sig.clone(),
+            auth_token: opts.auth_token.clone(),
+            user: opts.user.clone(),
+            pass: opts.pass.clone(),
+            name: opts.name.clone(),
+            lang: opts.lang.clone(),
+            version: opts.version.clone(),
+            protocol: opts.protocol,
+        },
+        client_tls: request.client_tls.as_ref().map(|tls| bindings::ClientTls {
+            version: tls.version.clone(),
+            cipher: tls.cipher.clone(),
+            certs: tls.certs.clone(),
+            verified_chains: tls.verified_chains.clone(),
+        }),
+        issuer: issuer.to_string(),
+    }
+}

@@ -1,0 +1,354 @@
+//! Test harness: real nats-server processes, a real `nats-callout` process and
+//! real clients. Nothing is mocked; missing tools fail loudly.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nkeys::KeyPair;
+use nkeys::XKey;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// The nats-server binary: `NATS_SERVER_BIN`, else `nats-server` on PATH.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v nats-server"])
+        .output()
+        .expect("sh runs");
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "nats-server >= 2.10 is required: run scripts/setup.sh, or set NATS_SERVER_BIN"
+    );
+    PathBuf::from(path)
+}
+
+/// A policy component built by `scripts/build-policies.sh`.
+pub fn policy_wasm(crate_name: &str) -> PathBuf {
+    let path = workspace()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-policies.sh first",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on port {port} after {timeout:?}");
+}
+
+/// The keys a test's nats-server and callout share.
+pub struct Keys {
+    pub issuer: KeyPair,
+    pub xkey: XKey,
+}
+
+impl Keys {
+    pub fn new() -> Keys {
+        Keys {
+            issuer: KeyPair::new_account(),
+            xkey: XKey::new(),
+        }
+    }
+}
+
+/// How the test's nats-server is configured.
+pub struct ServerSpec {
+    pub issuer_public: String,
+    /// The xkey the server seals requests to, if any.
+    pub xkey_public: Option<String>,
+    pub auth_timeout_secs: u64,
+}
+
+/// A nats-server in config mode with accounts AUTH (the service), INJECT (a
+/// tester that can publish to the service's subject), APP, OTHER and SYS.
+pub struct NatsServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start(spec: &ServerSpec) -> NatsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let xkey = spec
+            .xkey_public
+            .as_ref()
+            .map(|x| format!("xkey: {x}"))
+            .unwrap_or_default();
+        let conf = format!(
+            r#"
+listen: 127.0.0.1:{port}
+server_name: test
+max_payload: 4MB
+accounts {{
+  AUTH {{
+    users: [ {{ user: auth, password: pwd }} ]
+    exports: [ {{ service: "$SYS.REQ.USER.AUTH" }} ]
+  }}
+  # Lets tests publish raw payloads to the service, as an attacker inside NATS could.
+  INJECT {{
+    users: [ {{ user: tester, password: pwd }} ]
+    imports: [ {{ service: {{ account: AUTH, subject: "$SYS.REQ.USER.AUTH" }} }} ]
+  }}
+  APP {{}}
+  OTHER {{}}
+  SYS {{}}
+}}
+system_account: SYS
+authorization {{
+  timeout: {timeout}s
+  auth_callout {{
+    issuer: {issuer}
+    account: AUTH
+    auth_users: [ auth, tester ]
+    {xkey}
+  }}
+}}
+"#,
+            timeout = spec.auth_timeout_secs,
+            issuer = spec.issuer_public,
+        );
+        std::fs::write(dir.path().join("server.conf"), conf).expect("write server.conf");
+        let mut server = NatsServer {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("server.log");
+        let child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(self.dir.path().join("server.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running `nats-callout serve`.
+pub struct Callout {
+    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+/// How the callout is configured, beyond the server URL and keys.
+pub struct CalloutSpec<'a> {
+    pub policy: &'a str,
+    pub settings_toml: &'a str,
+    pub accounts: &'a [&'a str],
+    pub with_xkey: bool,
+    pub extra_policy_toml: &'a str,
+}
+
+impl Callout {
+    /// Writes a configuration and starts the service, without waiting.
+    pub fn spawn(server_url: &str, keys: &Keys, spec: &CalloutSpec<'_>) -> Callout {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("issuer.seed"),
+            keys.issuer.seed().expect("seed"),
+        )
+        .expect("write seed");
+        std::fs::write(
+            dir.path().join("xkey.seed"),
+            keys.xkey.seed().expect("seed"),
+        )
+        .expect("write xkey");
+        let xkey_line = if spec.with_xkey {
+            "xkey_seed_file = \"xkey.seed\""
+        } else {
+            ""
+        };
+        let accounts = spec
+            .accounts
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conf = format!(
+            r#"
+[nats]
+servers = ["{server_url}"]
+user = "auth"
+password = "pwd"
+
+[issuer]
+seed_file = "issuer.seed"
+{xkey_line}
+
+[policy]
+wasm = "{wasm}"
+accounts = [{accounts}]
+{extra}
+
+[policy.settings]
+{settings}
+"#,
+            wasm = policy_wasm(spec.policy).display(),
+            extra = spec.extra_policy_toml,
+            settings = spec.settings_toml,
+        );
+        std::fs::write(dir.path().join("callout.toml"), conf).expect("write callout.toml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nats-callout"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("callout.toml"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-callout starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Callout {
+            _dir: dir,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Starts the service and waits until it is subscribed.
+    pub fn start(server_url: &str, keys: &Keys, spec: &CalloutSpec<'_>) -> Callout {
+        let callout = Callout::spawn(server_url, keys, spec);
+        callout.wait_for_log("serving auth callout requests", Duration::from_secs(60));
+        callout
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    /// Waits until the log contains `needle`; panics with the log if it does not.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the callout log has no {needle:?} after {timeout:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                // Let the reader thread catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "nats-callout did not exit within {timeout:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Callout {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

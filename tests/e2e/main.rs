@@ -1,0 +1,550 @@
+//! End-to-end tests: a real nats-server, the real `nats-callout` binary, real
+//! clients and real keys. Build the policies first (`scripts/test.sh` does).
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use async_nats::{ConnectErrorKind, ConnectOptions};
+use futures::StreamExt as _;
+use harness::{Callout, CalloutSpec, Keys, NatsServer, ServerSpec};
+use serde_json::Value;
+
+const TOKEN_TABLE_SETTINGS: &str = r#"
+[policy.settings.tokens.s3cr3t]
+account = "APP"
+publish = ["app.>", "$SYS.REQ.USER.INFO"]
+subscribe = ["app.>", "_INBOX.>"]
+
+[policy.settings.users.alice]
+password = "wonderland"
+account = "OTHER"
+name = "Alice"
+publish = ["$SYS.REQ.USER.INFO"]
+subscribe = ["_INBOX.>"]
+expires_in_secs = 600
+"#;
+
+/// A server and a callout serving the token-table example policy.
+struct Setup {
+    server: NatsServer,
+    callout: Callout,
+}
+
+fn token_table(xkey: bool, extra_policy_toml: &str) -> Setup {
+    let keys = Keys::new();
+    let server = NatsServer::start(&ServerSpec {
+        issuer_public: keys.issuer.public_key(),
+        xkey_public: xkey.then(|| keys.xkey.public_key()),
+        auth_timeout_secs: 2,
+    });
+    let callout = Callout::start(
+        &server.url(),
+        &keys,
+        &CalloutSpec {
+            policy: "token-table",
+            settings_toml: TOKEN_TABLE_SETTINGS,
+            accounts: &["APP", "OTHER"],
+            with_xkey: xkey,
+            extra_policy_toml,
+        },
+    );
+    Setup { server, callout }
+}
+
+async fn connect(
+    url: &str,
+    options: ConnectOptions,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    options
+        .connection_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+}
+
+async fn user_info(client: &async_nats::Client) -> Value {
+    let reply = client
+        .request("$SYS.REQ.USER.INFO", "".into())
+        .await
+        .expect("$SYS.REQ.USER.INFO answers");
+    let info: Value = serde_json::from_slice(&reply.payload).expect("USER.INFO is JSON");
+    info["data"].clone()
+}
+
+fn assert_authorization_violation(result: Result<async_nats::Client, async_nats::ConnectError>) {
+    match result {
+        Ok(_) => panic!("the client was admitted"),
+        Err(error) => assert_eq!(
+            error.kind(),
+            ConnectErrorKind::AuthorizationViolation,
+            "{error}"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_client_gets_exactly_its_permissions() {
+    let setup = token_table(false, "");
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let client = connect(
+        &setup.server.url(),
+        ConnectOptions::with_token("s3cr3t".into()).event_callback(move |event| {
+            let errors_tx = errors_tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = errors_tx.send(error.to_string());
+                }
+            }
+        }),
+    )
+    .await
+    .expect("the token is admitted");
+
+    let info = user_info(&client).await;
+    assert_eq!(info["account"], "APP");
+    assert_eq!(
+        info["permissions"]["publish"]["allow"],
+        serde_json::json!(["app.>", "$SYS.REQ.USER.INFO"])
+    );
+    assert_eq!(
+        info["permissions"]["subscribe"]["allow"],
+        serde_json::json!(["app.>", "_INBOX.>"])
+    );
+
+    // Inside the grant: a round trip on app.echo works.
+    let mut sub = client.subscribe("app.echo").await.unwrap();
+    client.publish("app.echo", "hi".into()).await.unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&message.payload[..], b"hi");
+
+    // Outside it: a permissions violation.
+    client.publish("other.subject", "x".into()).await.unwrap();
+    client.flush().await.unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .expect("a server error")
+        .unwrap();
+    assert!(
+        error
+            .to_lowercase()
+            .contains("permissions violation for publish to \"other.subject\""),
+        "{error}"
+    );
+
+    // A user and password land in the other account, with the policy's name and lifetime.
+    let alice = connect(
+        &setup.server.url(),
+        ConnectOptions::with_user_and_password("alice".into(), "wonderland".into()),
+    )
+    .await
+    .expect("alice is admitted");
+    let info = user_info(&alice).await;
+    assert_eq!(info["account"], "OTHER");
+    assert_eq!(info["user"], "Alice");
+    let expires = info["expires"]
+        .as_i64()
+        .or_else(|| info["expires"].as_f64().map(|f| f as i64))
+        .unwrap_or(0);
+    // `expires` is a Go duration in nanoseconds: close to 600 s.
+    assert!(
+        (590_000_000_000..=600_000_000_000).contains(&expires),
+        "expires = {}",
+        info["expires"]
+    );
+
+    setup
+        .callout
+        .wait_for_log("decision=\"allow\"", Duration::from_secs(5));
+    let log = setup.callout.log();
+    assert!(
+        !log.contains("s3cr3t") && !log.contains("wonderland"),
+        "secrets in the log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_client_gets_authorization_violation() {
+    let setup = token_table(false, "");
+    let started = Instant::now();
+    assert_authorization_violation(
+        connect(
+            &setup.server.url(),
+            ConnectOptions::with_token("guess".into()),
+        )
+        .await,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an error response fails the client before the server timeout"
+    );
+    assert_authorization_violation(
+        connect(
+            &setup.server.url(),
+            ConnectOptions::with_user_and_password("alice".into(), "nope".into()),
+        )
+        .await,
+    );
+    setup.callout.wait_for_log(
+        "wrong password for user \\\"alice\\\"",
+        Duration::from_secs(5),
+    );
+    setup
+        .callout
+        .wait_for_log("unknown token", Duration::from_secs(5));
+    // nats-server logs the reason the service gave; the client never sees it.
+    let server_log = setup.server.log();
+    assert!(
+        server_log.contains("policy denied: unknown token"),
+        "server log:\n{server_log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_deny_sends_nothing_and_still_rejects() {
+    let setup = token_table(false, "deny = \"silent\"");
+    assert_authorization_violation(
+        connect(
+            &setup.server.url(),
+            ConnectOptions::with_token("guess".into()),
+        )
+        .await,
+    );
+    setup
+        .callout
+        .wait_for_log("decision=\"deny-silent\"", Duration::from_secs(5));
+    // Allowed clients are unaffected.
+    connect(
+        &setup.server.url(),
+        ConnectOptions::with_token("s3cr3t".into()),
+    )
+    .await
+    .expect("admitted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_requests_are_opened_and_answered_sealed() {
+    let setup = token_table(true, "");
+    let client = connect(
+        &setup.server.url(),
+        ConnectOptions::with_token("s3cr3t".into()),
+    )
+    .await
+    .expect("admitted");
+    assert_eq!(user_info(&client).await["account"], "APP");
+    assert_authorization_violation(
+        connect(
+            &setup.server.url(),
+            ConnectOptions::with_token("guess".into()),
+        )
+        .await,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_xkey_is_refused_with_a_clear_log_line() {
+    let keys = Keys::new();
+    let server = NatsServer::start(&ServerSpec {
+        issuer_public: keys.issuer.public_key(),
+        xkey_public: Some(nkeys::XKey::new().public_key()),
+        auth_timeout_secs: 1,
+    });
+    let callout = Callout::start(
+        &server.url(),
+        &keys,
+        &CalloutSpec {
+            policy: "hostile-policy",
+            settings_toml: "",
+            accounts: &["APP"],
+            with_xkey: true,
+            extra_policy_toml: "",
+        },
+    );
+    assert!(
+        connect(
+            &server.url(),
+            ConnectOptions::with_user_and_password("ok".into(), "x".into())
+        )
+        .await
+        .is_err()
+    );
+    callout.wait_for_log(
+        "cannot decrypt the request with the configured xkey",
+        Duration::from_secs(5),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_request_is_refused_when_encryption_is_required() {
+    let keys = Keys::new();
+    let server = NatsServer::start(&ServerSpec {
+        issuer_public: keys.issuer.public_key(),
+        xkey_public: None,
+        auth_timeout_secs: 1,
+    });
+    let callout = Callout::start(
+        &server.url(),
+        &keys,
+        &CalloutSpec {
+            policy: "hostile-policy",
+            settings_toml: "",
+            accounts: &["APP"],
+            with_xkey: true,
+            extra_policy_toml: "",
+        },
+    );
+    assert_authorization_violation(
+        connect(
+            &server.url(),
+            ConnectOptions::with_user_and_password("ok".into(), "x".into()),
+        )
+        .await,
+    );
+    callout.wait_for_log(
+        "request was not encrypted, but this service requires encryption",
+        Duration::from_secs(5),
+    );
+}
+
+/// A server and a callout serving the hostile test policy.
+fn hostile(extra_policy_toml: &str) -> (NatsServer, Callout) {
+    let keys = Keys::new();
+    let server = NatsServer::start(&ServerSpec {
+        issuer_public: keys.issuer.public_key(),
+        xkey_public: None,
+        auth_timeout_secs: 3,
+    });
+    let callout = Callout::start(
+        &server.url(),
+        &keys,
+        &CalloutSpec {
+            policy: "hostile-policy",
+            settings_toml: "account = \"APP\"",
+            accounts: &["APP"],
+            with_xkey: false,
+            extra_policy_toml,
+        },
+    );
+    (server, callout)
+}
+
+async fn connect_as(
+    server: &NatsServer,
+    user: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    connect(
+        &server.url(),
+        ConnectOptions::with_user_and_password(user.into(), "x".into()),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_policies_are_denied_and_the_host_keeps_serving() {
+    let (server, callout) = hostile("timeout_ms = 50\nmemory_mb = 16");
+    let cases = [
+        ("loop", "policy timed out after 50 ms"),
+        ("alloc", "policy exceeded its memory cap of 16 MiB"),
+        ("recurse", "policy overflowed its stack"),
+        ("panic", "policy trapped"),
+        ("huge", "subjects, more than the 10000 allowed"),
+        (
+            "foreign",
+            "policy granted account \\\"SYS\\\", which is not in [policy] accounts",
+        ),
+        ("bad-subject", "malformed publish subject"),
+        ("flood", "policy trapped"),
+    ];
+    for (user, reason) in cases {
+        let started = Instant::now();
+        assert_authorization_violation(connect_as(&server, user).await);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{user}: the deny came from the service, not from the server's timeout"
+        );
+        callout.wait_for_log(reason, Duration::from_secs(5));
+        let next = connect_as(&server, "ok")
+            .await
+            .unwrap_or_else(|e| panic!("after {user}: {e}\n{}", callout.log()));
+        drop(next);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_starts_from_a_clean_instance_and_lifetimes_are_capped() {
+    let (server, _callout) = hostile("max_lifetime_secs = 120\ndefault_lifetime_secs = 60");
+    for _ in 0..3 {
+        let client = connect_as(&server, "count").await.expect("admitted");
+        // The policy counts calls in a static: a fresh instance always says 1.
+        let info = {
+            let reply = client
+                .request("$SYS.REQ.USER.INFO", "".into())
+                .await
+                .expect("info");
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()["data"].clone()
+        };
+        assert_eq!(info["user"], "call-1");
+    }
+    let client = connect_as(&server, "forever")
+        .await
+        .expect("admitted with a shortened lifetime");
+    let reply = client
+        .request("$SYS.REQ.USER.INFO", "".into())
+        .await
+        .expect("info");
+    let info: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let expires = info["data"]["expires"].as_f64().unwrap_or(0.0);
+    assert!(expires > 0.0 && expires <= 120e9, "expires = {expires}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_auth_subject_does_no_harm() {
+    let (server, callout) = hostile("");
+    let tester = connect(
+        &server.url(),
+        ConnectOptions::with_user_and_password("tester".into(), "pwd".into())
+            .event_callback(|event| async move { eprintln!("tester event: {event}") }),
+    )
+    .await
+    .expect("the tester is an auth user");
+    let forged = {
+        // A well-formed request signed by a key that is not the server named inside it.
+        let impostor = nkeys::KeyPair::new_server();
+        let header = "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ";
+        let payload = base64_url(&serde_json::json!({
+            "iss": impostor.public_key(), "sub": "A", "aud": "nats-authorization-request",
+            "nats": {"server_id": {"id": nkeys::KeyPair::new_server().public_key()}, "user_nkey": nkeys::KeyPair::new_user().public_key(), "type": "authorization_request", "version": 2}
+        }).to_string());
+        let signing_input = format!("{header}.{payload}");
+        let signature = base64_url_bytes(&impostor.sign(signing_input.as_bytes()).unwrap());
+        format!("{signing_input}.{signature}")
+    };
+    let payloads: Vec<Vec<u8>> = vec![
+        b"garbage".to_vec(),
+        b"eyJ.not.ajwt".to_vec(),
+        vec![0xff; 64],
+        vec![b'x'; 2 * 1024 * 1024 - 4096],
+        forged.into_bytes(),
+    ];
+    for payload in payloads {
+        let inbox = tester.new_inbox();
+        let mut replies = tester.subscribe(inbox.clone()).await.unwrap();
+        tester
+            .publish_with_reply("$SYS.REQ.USER.AUTH", inbox, payload.into())
+            .await
+            .unwrap();
+        tester.flush().await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_millis(300), replies.next()).await;
+        assert!(reply.is_err(), "garbage got a reply");
+    }
+    callout.wait_for_log("request dropped", Duration::from_secs(5));
+    callout.wait_for_log(
+        "is not the server key in server_id.id",
+        Duration::from_secs(5),
+    );
+    connect_as(&server, "ok").await.expect("still serving");
+}
+
+fn base64_url(text: &str) -> String {
+    base64_url_bytes(text.as_bytes())
+}
+
+fn base64_url_bytes(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_connects_are_all_answered() {
+    let keys = Keys::new();
+    let server = NatsServer::start(&ServerSpec {
+        issuer_public: keys.issuer.public_key(),
+        xkey_public: None,
+        auth_timeout_secs: 10,
+    });
+    let _callout = Callout::start(
+        &server.url(),
+        &keys,
+        &CalloutSpec {
+            policy: "hostile-policy",
+            settings_toml: "",
+            accounts: &["APP"],
+            with_xkey: false,
+            extra_policy_toml: "",
+        },
+    );
+    let report = nats_callout::loadgen::measure(nats_callout::loadgen::LoadArgs {
+        server: server.url(),
+        connections: 500,
+        concurrency: 500,
+        token: None,
+        user: Some("ok".into()),
+        password: Some("x".into()),
+        timeout_ms: 20_000,
+        server_pid: None,
+        service_pid: None,
+        label: "500".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.succeeded, report.failed),
+        (500, 0),
+        "{:?}",
+        report.first_error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_survives_a_nats_server_restart() {
+    let (mut server, callout) = hostile("");
+    connect_as(&server, "ok")
+        .await
+        .expect("admitted before the restart");
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match connect_as(&server, "ok").await {
+            Ok(_) => break,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("not admitted after the restart: {error}\n{}", callout.log()),
+        }
+    }
+    assert!(callout.log().contains("disconnected from NATS"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let (server, mut callout) = hostile("");
+    connect_as(&server, "ok").await.expect("admitted");
+    callout.terminate();
+    assert_eq!(callout.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(callout.log().contains("stopped"), "{}", callout.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_settings_stop_the_service_with_the_policy_s_reason() {
+    let keys = Keys::new();
+    let mut callout = Callout::spawn(
+        "nats://127.0.0.1:1",
+        &keys,
+        &CalloutSpec {
+            policy: "hostile-policy",
+            settings_toml: "refuse = \"the moon is not in [policy.settings]\"",
+            accounts: &["APP"],
+            with_xkey: false,
+            extra_policy_toml: "",
+        },
+    );
+    assert_ne!(callout.wait_exit(Duration::from_secs(60)), Some(0));
+    let log = callout.log();
+    assert!(
+        log.contains("refused its settings: the moon is not in [policy.settings]"),
+        "{log}"
+    );
+}

@@ -1,0 +1,105 @@
+//! A deliberately hostile policy for the host's tests. What it does depends on
+//! the user name the client connects with, so one loaded policy can misbehave
+//! in every way in turn while the host keeps serving:
+//!
+//! | user        | behaviour                                              |
+//! |-------------|--------------------------------------------------------|
+//! | `loop`      | spins forever                                          |
+//! | `alloc`     | allocates until memory runs out                        |
+//! | `recurse`   | recurses without end                                   |
+//! | `panic`     | panics                                                 |
+//! | `huge`      | returns a grant with an enormous permission list       |
+//! | `flood`     | writes megabytes to stdout, stderr and the host log    |
+//! | `foreign`   | grants into the account `SYS`, which it may not use    |
+//! | `bad-subject` | grants a subject with a space in it                  |
+//! | `forever`   | asks for a user that never expires                     |
+//! | `count`     | counts calls in a static and reports the count as the user name |
+//! | anything else | allows into the account named in the settings        |
+//!
+//! Settings: `{"account": "APP"}`; `{"refuse": "why"}` makes `init` fail.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nats_callout_sdk::{AuthRequest, Decision, Grant, Policy, export_policy, log};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Settings {
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    refuse: Option<String>,
+}
+
+pub struct Hostile {
+    account: String,
+}
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Recursion the compiler cannot turn into a loop: it exhausts the wasm stack.
+fn recurse(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    std::hint::black_box(recurse(depth + 1)).wrapping_add(depth)
+}
+
+impl Policy for Hostile {
+    fn init(settings: &str) -> Result<Self, String> {
+        let settings: Settings = serde_json::from_str(settings).map_err(|e| e.to_string())?;
+        if let Some(reason) = settings.refuse {
+            return Err(reason);
+        }
+        Ok(Hostile {
+            account: settings.account.unwrap_or_else(|| "APP".into()),
+        })
+    }
+
+    fn authorize(&self, request: &AuthRequest) -> Decision {
+        let user = request.user().unwrap_or_default();
+        let grant = Grant::to(&self.account).publish([">"]).subscribe([">"]);
+        match user {
+            "loop" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = std::hint::black_box(i.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recurse" => Decision::deny(format!("{}", recurse(0))),
+            "panic" => panic!("hostile policy panics on purpose"),
+            "huge" => grant
+                .publish((0..20_000).map(|i| format!("subject.number.{i}")))
+                .allow(),
+            "flood" => {
+                let line = "x".repeat(1024);
+                for _ in 0..4096 {
+                    println!("{line}");
+                    eprintln!("{line}");
+                    log::info(&line);
+                }
+                grant.allow()
+            }
+            "foreign" => Grant::to("SYS").allow(),
+            "bad-subject" => grant.publish(["has space"]).allow(),
+            "forever" => grant
+                .expires_in(Duration::from_secs(100 * 365 * 24 * 3600))
+                .allow(),
+            "count" => {
+                let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                grant.named(format!("call-{calls}")).allow()
+            }
+            _ => grant.allow(),
+        }
+    }
+}
+
+export_policy!(Hostile);
