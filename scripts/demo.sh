@@ -9,7 +9,12 @@ eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
 cargo build --release --locked -p nats-callout --example whoami >&2
 
 demo=$(mktemp -d)
-cleanup() { kill "${callout_pid:-}" "${server_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$demo"; }
+cleanup() {
+  # The service first (it drains and exits on SIGTERM), then the server.
+  [ -n "${callout_pid:-}" ] && kill "$callout_pid" 2>/dev/null && wait "$callout_pid" 2>/dev/null
+  [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$demo"
+}
 trap cleanup EXIT
 
 target/release/nats-callout keys --out "$demo" --account AUTH --auth-user auth > "$demo/keys.txt"

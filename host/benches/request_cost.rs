@@ -17,6 +17,7 @@ use nats_callout::fake_server::FakeServer;
 use nats_callout::policy::{LoadedPolicy, PolicyLimits};
 use nats_callout::rules::GrantRules;
 use nats_callout::sandbox::{Sandbox, SandboxLimits};
+use nats_callout::sealed_box::SealedBoxes;
 use nats_callout::service::{Binding, Outcome};
 
 const SETTINGS: &str = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"], "subscribe": ["app.>", "_INBOX.>"], "expires_in_secs": 600}}}"#;
@@ -43,7 +44,9 @@ fn binding(with_xkey: bool) -> Binding {
     Binding {
         issuer_public: issuer.public_key(),
         issuer,
-        xkey: with_xkey.then(XKey::new),
+        xkey: with_xkey
+            .then(|| SealedBoxes::from_seed(&XKey::new().seed().expect("seed")).expect("xkey")),
+        server_keys: Default::default(),
         policy: Arc::new(policy),
         rules: GrantRules {
             accounts: vec!["APP".into()],
@@ -62,7 +65,11 @@ fn token_request(server: &FakeServer, binding: &Binding) -> (Vec<u8>, Option<Str
         ..ConnectOpts::default()
     };
     let request = server.request(opts, binding.xkey.is_some());
-    server.encode(&binding.issuer_public, request, binding.xkey.as_ref())
+    let service_xkey = binding
+        .xkey
+        .as_ref()
+        .map(|x| XKey::from_public_key(x.public_key()).expect("xkey"));
+    server.encode(&binding.issuer_public, request, service_xkey.as_ref())
 }
 
 fn phases(c: &mut Criterion) {
@@ -98,9 +105,32 @@ fn phases(c: &mut Criterion) {
     }
 }
 
+/// The signatures every request needs whatever the host does: verify the
+/// server's request, sign the user JWT, sign the response.
+fn ed25519_floor(c: &mut Criterion) {
+    let server = KeyPair::new_server();
+    let issuer = KeyPair::new_account();
+    let request = vec![b'r'; 1100];
+    let user_jwt = vec![b'u'; 600];
+    let response = vec![b'a'; 1000];
+    let signature = server.sign(&request).expect("sign");
+    let server_public = KeyPair::from_public_key(&server.public_key()).expect("public key");
+    c.bench_function("floor/verify_plus_two_signs", |b| {
+        b.iter(|| {
+            server_public
+                .verify(&request, &signature)
+                .expect("verifies");
+            (
+                issuer.sign(&user_jwt).expect("sign"),
+                issuer.sign(&response).expect("sign"),
+            )
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = phases
+    targets = phases, ed25519_floor
 }
 criterion_main!(benches);

@@ -6,6 +6,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use nkeys::KeyPair;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -82,6 +86,14 @@ fn decode_part(part: &str, name: &'static str) -> Result<Vec<u8>, JwtError> {
 /// Decodes `token`, checks its header and verifies its signature with the key
 /// in its `iss` claim. Times are not checked here: that is the caller's rule.
 pub fn decode<N: DeserializeOwned>(token: &str) -> Result<Claims<N>, JwtError> {
+    decode_with(token, &IssuerKeys::default())
+}
+
+/// [`decode`], remembering issuer keys in `keys`.
+pub fn decode_with<N: DeserializeOwned>(
+    token: &str,
+    keys: &IssuerKeys,
+) -> Result<Claims<N>, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLarge(token.len()));
     }
@@ -101,11 +113,43 @@ pub fn decode<N: DeserializeOwned>(token: &str) -> Result<Claims<N>, JwtError> {
     let payload_json = decode_part(payload, "payload")?;
     let signature = decode_part(signature, "signature")?;
     let issuer: IssuerOnly = serde_json::from_slice(&payload_json).map_err(JwtError::Claims)?;
-    let key = KeyPair::from_public_key(&issuer.iss).map_err(|_| JwtError::Issuer(issuer.iss))?;
+    let key = keys.resolve(&issuer.iss)?;
+    let signature = Signature::from_slice(&signature).map_err(|_| JwtError::Signature)?;
     let signed_len = token.len() - signature_len(token);
     key.verify(&token.as_bytes()[..signed_len], &signature)
         .map_err(|_| JwtError::Signature)?;
     serde_json::from_slice(&payload_json).map_err(JwtError::Claims)
+}
+
+/// Issuer public keys already decoded. A nats-server signs every request
+/// with the same key for its whole life, so decoding it once saves a curve
+/// point decompression per request.
+#[derive(Default)]
+pub struct IssuerKeys {
+    known: Mutex<HashMap<String, VerifyingKey>>,
+}
+
+/// Keys remembered before the cache starts over (servers restart with new keys).
+const MAX_ISSUER_KEYS: usize = 1024;
+
+impl IssuerKeys {
+    fn resolve(&self, issuer: &str) -> Result<VerifyingKey, JwtError> {
+        if let Ok(known) = self.known.lock()
+            && let Some(key) = known.get(issuer)
+        {
+            return Ok(*key);
+        }
+        let bad = || JwtError::Issuer(issuer.to_string());
+        let (_, raw) = nkeys::from_public_key(issuer).map_err(|_| bad())?;
+        let key = VerifyingKey::from_bytes(&raw).map_err(|_| bad())?;
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= MAX_ISSUER_KEYS {
+                known.clear();
+            }
+            known.insert(issuer.to_string(), key);
+        }
+        Ok(key)
+    }
 }
 
 /// Length of the signature part plus its leading dot.

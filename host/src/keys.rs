@@ -5,13 +5,13 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use nkeys::XKey;
-use nkeys::{KeyPair, KeyPairType};
+use nkeys::{KeyPair, KeyPairType, XKey};
 
 use crate::config::{self, Config};
+use crate::sealed_box::SealedBoxes;
 
 /// The issuer account key pair and the optional curve key pair from `[issuer]`.
-pub fn load_issuer(config: &Config) -> anyhow::Result<(KeyPair, Option<XKey>)> {
+pub fn load_issuer(config: &Config) -> anyhow::Result<(KeyPair, Option<SealedBoxes>)> {
     let seed = config::read_secret(
         Some(config::ENV_ISSUER_SEED),
         config.issuer.seed_file.as_deref(),
@@ -35,7 +35,7 @@ pub fn load_issuer(config: &Config) -> anyhow::Result<(KeyPair, Option<XKey>)> {
     )
     .map_err(anyhow::Error::msg)?
     .map(|seed| {
-        XKey::from_seed(&seed).map_err(|_| {
+        SealedBoxes::from_seed(&seed).map_err(|_| {
             anyhow::anyhow!(
                 "[issuer] xkey_seed_file (or {}) does not hold a curve seed (it must start with SX)",
                 config::ENV_XKEY_SEED

@@ -21,5 +21,6 @@ pub mod request;
 pub mod response;
 pub mod rules;
 pub mod sandbox;
+pub mod sealed_box;
 pub mod server;
 pub mod service;

@@ -79,9 +79,11 @@ enum Command {
 }
 
 fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -170,6 +172,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         issuer_public: issuer.public_key(),
         issuer,
         xkey,
+        server_keys: Default::default(),
         policy: Arc::new(policy),
         rules: GrantRules {
             accounts: config.policy.accounts.clone(),

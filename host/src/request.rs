@@ -5,18 +5,17 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nkeys::XKey;
-
 use crate::bindings;
 use crate::claims::{AuthorizationRequest, REQUEST_AUDIENCE};
-use crate::jwt::{self, Claims, MAX_TOKEN_BYTES};
+use crate::jwt::{self, Claims, IssuerKeys, MAX_TOKEN_BYTES};
+use crate::sealed_box::{SealError, SealedBoxes};
 
 /// A request that passed every check.
 pub struct VerifiedRequest {
     pub claims: Claims<AuthorizationRequest>,
     /// The server's curve key when the request was sealed; the response is
     /// sealed to it.
-    pub server_xkey: Option<XKey>,
+    pub server_xkey: Option<String>,
     /// Set when the request is genuine but must be denied before the policy
     /// runs (a plaintext request when encryption is required).
     pub refusal: Option<String>,
@@ -33,7 +32,9 @@ pub struct RequestCheck<'a> {
     /// Public key of the account the server expects to sign (`sub` of the request).
     pub issuer: &'a str,
     /// The service's curve key, when requests are encrypted.
-    pub xkey: Option<&'a XKey>,
+    pub xkey: Option<&'a SealedBoxes>,
+    /// Server keys already seen.
+    pub server_keys: &'a IssuerKeys,
     /// How long past its `exp` a request is still answered.
     pub expiry_leeway: Duration,
 }
@@ -70,22 +71,23 @@ impl RequestCheck<'_> {
             let header = xkey_header.ok_or(
                 "encrypted request without a Nats-Server-Xkey header (is the NATS connection negotiating headers?)",
             )?;
-            let sender = XKey::from_public_key(header)
-                .map_err(|_| "Nats-Server-Xkey header is not a public curve key".to_string())?;
-            let opened = own.open(payload, &sender).map_err(|_| {
-                format!(
+            let opened = own.open(payload, header).map_err(|error| match error {
+                SealError::PeerKey(_) => "Nats-Server-Xkey header is not a public curve key".to_string(),
+                SealError::Format => "request is neither a JWT nor an xkv1 sealed box".to_string(),
+                _ => format!(
                     "cannot decrypt the request with the configured xkey {}: the server's auth_callout xkey must be this key",
                     own.public_key()
-                )
+                ),
             })?;
-            (opened, Some(sender))
+            (opened, Some(header.to_string()))
         } else {
             (payload.to_vec(), None)
         };
         let token = std::str::from_utf8(&token_bytes)
             .map_err(|_| "request is not UTF-8 text".to_string())?;
         let claims: Claims<AuthorizationRequest> =
-            jwt::decode(token.trim_end()).map_err(|e| format!("request JWT rejected: {e}"))?;
+            jwt::decode_with(token.trim_end(), self.server_keys)
+                .map_err(|e| format!("request JWT rejected: {e}"))?;
 
         let nats = &claims.nats;
         if !claims.iss.starts_with('N') || claims.iss != nats.server_id.id {
@@ -106,9 +108,9 @@ impl RequestCheck<'_> {
                 nats.kind
             ));
         }
-        if !nats.user_nkey.starts_with('U')
-            || nkeys::KeyPair::from_public_key(&nats.user_nkey).is_err()
-        {
+        let user_key = nkeys::from_public_key(&nats.user_nkey)
+            .map(|(prefix, _)| nkeys::KeyPairType::from(prefix));
+        if !matches!(user_key, Ok(nkeys::KeyPairType::User)) {
             return Err("request user_nkey is not a public user nkey".into());
         }
         if claims.sub != self.issuer {
@@ -118,7 +120,7 @@ impl RequestCheck<'_> {
             ));
         }
         if let Some(sender) = &server_xkey
-            && nats.server_id.xkey.as_deref() != Some(sender.public_key().as_str())
+            && nats.server_id.xkey.as_deref() != Some(sender.as_str())
         {
             return Err(
                 "server_id.xkey in the signed request does not match the Nats-Server-Xkey header"

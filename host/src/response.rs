@@ -2,11 +2,11 @@
 //! (`shared/docs/protocol.md` §7–§8), sealed to the server when the request was.
 
 use nkeys::KeyPair;
-use nkeys::XKey;
 
 use crate::claims::{AuthorizationRequest, AuthorizationResponse, User};
 use crate::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES};
 use crate::rules::CheckedGrant;
+use crate::sealed_box::SealedBoxes;
 
 /// Why a response could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub fn sign(
     answer: Answer<'_>,
     issuer: &KeyPair,
     now: i64,
-    seal: Option<(&XKey, &XKey)>,
+    seal: Option<(&SealedBoxes, &str)>,
 ) -> Result<Vec<u8>, ResponseError> {
     let (user_jwt, error) = match answer {
         Answer::Allow(user) => {

@@ -63,7 +63,8 @@ impl Sandbox {
             .max_core_instance_size(10 << 20)
             .max_memory_size(limits.max_memory_bytes)
             .linear_memory_keep_resident(2 << 20)
-            .table_keep_resident(512 << 10);
+            .table_keep_resident(512 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
 
         let mut config = Config::new();
         config

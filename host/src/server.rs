@@ -17,6 +17,9 @@ use crate::service::{Binding, Outcome};
 /// The subject nats-server publishes authorization requests on.
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 
+/// The longest each shutdown step may take.
+const SHUTDOWN_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The header that carries the server's curve key on encrypted requests.
 pub const XKEY_HEADER: &str = "Nats-Server-Xkey";
 
@@ -146,12 +149,26 @@ pub async fn serve(
         in_flight = tasks.len(),
         "shutting down: finishing requests in flight"
     );
-    if let Err(error) = requests.unsubscribe().await {
-        tracing::warn!(%error, "cannot unsubscribe");
+    // Every step is bounded: with NATS unreachable, unsubscribe and flush would wait forever.
+    let unsubscribed = tokio::time::timeout(SHUTDOWN_STEP, requests.unsubscribe()).await;
+    if !matches!(unsubscribed, Ok(Ok(()))) {
+        tracing::warn!("cannot unsubscribe (NATS unreachable?)");
     }
-    while tasks.join_next().await.is_some() {}
-    if let Err(error) = client.flush().await {
-        tracing::warn!(%error, "cannot flush the last replies");
+    let drained = tokio::time::timeout(SHUTDOWN_STEP, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            abandoned = tasks.len(),
+            "requests still in flight after {SHUTDOWN_STEP:?}; abandoning them"
+        );
+    }
+    if !matches!(
+        tokio::time::timeout(SHUTDOWN_STEP, client.flush()).await,
+        Ok(Ok(()))
+    ) {
+        tracing::warn!("cannot flush the last replies (NATS unreachable?)");
     }
     tracing::info!("stopped");
     Ok(())

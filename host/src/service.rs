@@ -7,20 +7,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nkeys::KeyPair;
-use nkeys::XKey;
 
 use crate::config::DenyMode;
+use crate::jwt::IssuerKeys;
 use crate::policy::LoadedPolicy;
 use crate::request::{RequestCheck, VerifiedRequest, to_policy_request, unix_now};
 use crate::response::{self, Answer};
 use crate::rules::{CheckedGrant, GrantRules, MAX_REASON_BYTES, truncate};
+use crate::sealed_box::SealedBoxes;
 
 /// A policy bound to the keys it signs with and the rules it is held to.
 /// Several bindings, one per issuer account, can serve one NATS connection.
 pub struct Binding {
     pub issuer: KeyPair,
     pub issuer_public: String,
-    pub xkey: Option<XKey>,
+    pub xkey: Option<SealedBoxes>,
+    /// Server identity keys already seen.
+    pub server_keys: IssuerKeys,
     pub policy: Arc<LoadedPolicy>,
     pub rules: GrantRules,
     pub deny_mode: DenyMode,
@@ -65,6 +68,7 @@ impl Binding {
         RequestCheck {
             issuer: &self.issuer_public,
             xkey: self.xkey.as_ref(),
+            server_keys: &self.server_keys,
             expiry_leeway: self.expiry_leeway,
         }
     }
@@ -110,7 +114,7 @@ impl Binding {
         let now = unix_now();
         let nats = request.request();
         let seal = match (&self.xkey, &request.server_xkey) {
-            (Some(own), Some(server)) => Some((own, server)),
+            (Some(own), Some(server)) => Some((own, server.as_str())),
             _ => None,
         };
         if let Verdict::Allow(grant) = verdict {

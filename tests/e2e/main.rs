@@ -528,6 +528,20 @@ async fn sigterm_drains_and_exits_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_even_when_nats_is_gone() {
+    let (mut server, mut callout) = hostile("");
+    server.stop();
+    callout.wait_for_log("disconnected from NATS", Duration::from_secs(10));
+    callout.terminate();
+    assert_eq!(
+        callout.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        callout.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_settings_stop_the_service_with_the_policy_s_reason() {
     let keys = Keys::new();
     let mut callout = Callout::spawn(
