@@ -198,3 +198,190 @@ pub fn to_policy_request(request: &AuthorizationRequest, issuer: &str) -> bindin
         issuer: issuer.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::ConnectOpts;
+    use crate::fake_server::FakeServer;
+    use nkeys::{KeyPair, XKey};
+
+    struct Service {
+        issuer: String,
+        boxes: SealedBoxes,
+        xkey_public: XKey,
+        keys: IssuerKeys,
+    }
+
+    impl Service {
+        fn new() -> Service {
+            let xkey = XKey::new();
+            Service {
+                issuer: KeyPair::new_account().public_key(),
+                boxes: SealedBoxes::from_seed(&xkey.seed().unwrap()).unwrap(),
+                xkey_public: XKey::from_public_key(&xkey.public_key()).unwrap(),
+                keys: IssuerKeys::default(),
+            }
+        }
+
+        fn check(&self, encrypted: bool) -> RequestCheck<'_> {
+            RequestCheck {
+                issuer: &self.issuer,
+                xkey: encrypted.then_some(&self.boxes),
+                server_keys: &self.keys,
+                expiry_leeway: Duration::from_secs(2),
+            }
+        }
+    }
+
+    fn claims(server: &FakeServer, issuer: &str, sealed: bool) -> Claims<AuthorizationRequest> {
+        let now = unix_now();
+        Claims {
+            aud: Some(REQUEST_AUDIENCE.into()),
+            exp: Some(now + 2),
+            jti: String::new(),
+            iat: Some(now),
+            iss: String::new(),
+            name: None,
+            nbf: None,
+            sub: issuer.into(),
+            nats: server.request(ConnectOpts::default(), sealed),
+        }
+    }
+
+    #[test]
+    fn accepts_plain_and_sealed_requests() {
+        let service = Service::new();
+        let server = FakeServer::default();
+        let (payload, header) = server.encode(
+            &service.issuer,
+            server.request(ConnectOpts::default(), false),
+            None,
+        );
+        let request = service
+            .check(false)
+            .open(&payload, header.as_deref())
+            .unwrap();
+        assert!(request.server_xkey.is_none() && request.refusal.is_none());
+
+        let (sealed, header) = server.encode(
+            &service.issuer,
+            server.request(ConnectOpts::default(), true),
+            Some(&service.xkey_public),
+        );
+        let request = service
+            .check(true)
+            .open(&sealed, header.as_deref())
+            .unwrap();
+        assert_eq!(request.server_xkey, Some(server.xkey.public_key()));
+    }
+
+    #[test]
+    fn drops_stale_requests() {
+        let service = Service::new();
+        let server = FakeServer::default();
+        let mut stale = claims(&server, &service.issuer, false);
+        stale.exp = Some(unix_now() - 10);
+        let token = jwt::encode(&mut stale, &server.identity).unwrap();
+        let error = service
+            .check(false)
+            .open(token.as_bytes(), None)
+            .err()
+            .unwrap();
+        assert!(error.contains("expired 10s ago"), "{error}");
+    }
+
+    #[test]
+    fn drops_requests_for_another_issuer_or_audience() {
+        let service = Service::new();
+        let server = FakeServer::default();
+        let mut other = claims(&server, &KeyPair::new_account().public_key(), false);
+        let token = jwt::encode(&mut other, &server.identity).unwrap();
+        let error = service
+            .check(false)
+            .open(token.as_bytes(), None)
+            .err()
+            .unwrap();
+        assert!(error.contains("this service signs as"), "{error}");
+
+        let mut audience = claims(&server, &service.issuer, false);
+        audience.aud = Some("elsewhere".into());
+        let token = jwt::encode(&mut audience, &server.identity).unwrap();
+        let error = service
+            .check(false)
+            .open(token.as_bytes(), None)
+            .err()
+            .unwrap();
+        assert!(error.contains("audience"), "{error}");
+    }
+
+    #[test]
+    fn drops_requests_signed_by_a_key_other_than_the_server_id() {
+        let service = Service::new();
+        let server = FakeServer::default();
+        let mut forged = claims(&server, &service.issuer, false);
+        let token = jwt::encode(&mut forged, &KeyPair::new_server()).unwrap();
+        let error = service
+            .check(false)
+            .open(token.as_bytes(), None)
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("is not the server key in server_id.id"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn encryption_mismatches_are_named() {
+        let service = Service::new();
+        let server = FakeServer::default();
+        // Plaintext while encryption is required: verified, then refused.
+        let (plain, _) = server.encode(
+            &service.issuer,
+            server.request(ConnectOpts::default(), false),
+            None,
+        );
+        let request = service.check(true).open(&plain, None).unwrap();
+        assert!(request.refusal.unwrap().contains("requires encryption"));
+        // Sealed while no xkey is configured.
+        let (sealed, header) = server.encode(
+            &service.issuer,
+            server.request(ConnectOpts::default(), true),
+            Some(&service.xkey_public),
+        );
+        let error = service
+            .check(false)
+            .open(&sealed, header.as_deref())
+            .err()
+            .unwrap();
+        assert!(error.contains("no xkey is configured"), "{error}");
+        // Sealed to another key.
+        let other = Service::new();
+        let error = other
+            .check(true)
+            .open(&sealed, header.as_deref())
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("cannot decrypt the request with the configured xkey"),
+            "{error}"
+        );
+        // Sealed without the header.
+        let error = service.check(true).open(&sealed, None).err().unwrap();
+        assert!(error.contains("Nats-Server-Xkey"), "{error}");
+    }
+
+    #[test]
+    fn drops_oversized_and_garbage_payloads() {
+        let service = Service::new();
+        let error = service
+            .check(false)
+            .open(&vec![b'e'; MAX_TOKEN_BYTES + 1], None)
+            .err()
+            .unwrap();
+        assert!(error.contains("more than the 1 MiB limit"), "{error}");
+        let error = service.check(false).open(b"eyJhello", None).err().unwrap();
+        assert!(error.contains("request JWT rejected"), "{error}");
+    }
+}

@@ -562,3 +562,162 @@ async fn refused_settings_stop_the_service_with_the_policy_s_reason() {
         "{log}"
     );
 }
+
+fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"))
+        .args(args)
+        .output()
+        .expect("nats-callout runs")
+}
+
+#[test]
+fn check_evaluates_a_policy_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.json");
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &settings,
+        r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"]}}}"#,
+    )
+    .unwrap();
+    let policy = harness::policy_wasm("token-table");
+    let policy = policy.to_str().unwrap();
+    let (settings, request_path) = (settings.to_str().unwrap(), request.to_str().unwrap());
+
+    // The whole decoded JWT payload, as captured from a server, is accepted too.
+    std::fs::write(&request, r#"{"nats": {"user_nkey": "UABC", "connect_opts": {"auth_token": "s3cr3t", "protocol": 1}}}"#).unwrap();
+    let output = run_cli(&[
+        "check",
+        "--policy",
+        policy,
+        "--settings",
+        settings,
+        "--request",
+        request_path,
+        "--accounts",
+        "APP",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["decision"], "allow");
+    assert_eq!(report["user_claims"]["aud"], "APP");
+    assert_eq!(report["user_claims"]["sub"], "UABC");
+    assert_eq!(
+        report["user_claims"]["nats"]["pub"]["allow"],
+        serde_json::json!(["app.>"])
+    );
+    assert_eq!(report["user_claims"]["nats"]["version"], 2);
+
+    // A grant outside --accounts is reported as the host's deny.
+    let output = run_cli(&[
+        "check",
+        "--policy",
+        policy,
+        "--settings",
+        settings,
+        "--request",
+        request_path,
+        "--accounts",
+        "OTHER",
+    ]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["decision"], "deny");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not in [policy] accounts")
+    );
+
+    std::fs::write(&request, r#"{"connect_opts": {"auth_token": "guess"}}"#).unwrap();
+    let output = run_cli(&[
+        "check",
+        "--policy",
+        policy,
+        "--settings",
+        settings,
+        "--request",
+        request_path,
+    ]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["reason"], "policy denied: unknown token");
+
+    // Refused settings fail the command with the policy's message.
+    std::fs::write(dir.path().join("empty.json"), "{}").unwrap();
+    let empty = dir.path().join("empty.json");
+    let output = run_cli(&[
+        "check",
+        "--policy",
+        policy,
+        "--settings",
+        empty.to_str().unwrap(),
+        "--request",
+        request_path,
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("refused its settings: invalid settings: no `tokens`")
+    );
+}
+
+#[test]
+fn keys_writes_private_seeds_and_prints_the_server_block() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_cli(&[
+        "keys",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--account",
+        "AUTH",
+        "--auth-user",
+        "svc",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let issuer_seed = std::fs::read_to_string(dir.path().join("issuer.seed")).unwrap();
+    let xkey_seed = std::fs::read_to_string(dir.path().join("xkey.seed")).unwrap();
+    let issuer = nkeys::KeyPair::from_seed(issuer_seed.trim()).unwrap();
+    let xkey = nkeys::XKey::from_seed(xkey_seed.trim()).unwrap();
+    assert!(printed.contains(&format!("issuer: {}", issuer.public_key())));
+    assert!(printed.contains(&format!("xkey: {}", xkey.public_key())));
+    assert!(printed.contains("auth_users: [ svc ]"));
+    assert!(
+        !printed.contains(issuer_seed.trim()),
+        "the seed must not be printed"
+    );
+    for file in ["issuer.seed", "xkey.seed"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    // Refuses to overwrite existing keys.
+    let again = run_cli(&["keys", "--out", dir.path().to_str().unwrap()]);
+    assert!(!again.status.success());
+}
+
+#[test]
+fn a_broken_config_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callout.toml");
+    std::fs::write(&config, "[nats]\nservers = []\n[issuer]\nseed_file = \"x\"\n[policy]\nwasm = \"p.wasm\"\naccounts = [\"APP\"]\n").unwrap();
+    let output = run_cli(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[nats] servers is empty"));
+
+    std::fs::write(&config, "[nats]\nservers = [\"nats://127.0.0.1:1\"]\n[issuer]\nseed_file = \"missing.seed\"\n[policy]\nwasm = \"p.wasm\"\naccounts = [\"APP\"]\n").unwrap();
+    let output = run_cli(&["serve", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing.seed"), "{stderr}");
+}

@@ -179,3 +179,67 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_fills_every_field() {
+        let decision = Grant::to("APP")
+            .named("alice")
+            .publish(["app.>"])
+            .deny_publish(["app.secret"])
+            .subscribe(vec!["_INBOX.>".to_string()])
+            .deny_subscribe(["app.secret"])
+            .allow_responses(1, Duration::from_secs(30))
+            .expires_in(Duration::from_secs(600))
+            .tags(["team:a"])
+            .max_subscriptions(10)
+            .max_data(1 << 20)
+            .max_payload(1024)
+            .from_networks(["10.0.0.0/8"])
+            .during("08:00:00", "18:00:00")
+            .in_time_zone("Europe/Paris")
+            .connection_types([ConnectionType::Standard, ConnectionType::Websocket])
+            .allow();
+        let grant = decision.grant().expect("allow");
+        assert_eq!(grant.account, "APP");
+        assert_eq!(grant.name.as_deref(), Some("alice"));
+        assert_eq!(
+            grant.publish,
+            Permission {
+                allow: vec!["app.>".into()],
+                deny: vec!["app.secret".into()]
+            }
+        );
+        assert_eq!(grant.subscribe.allow, ["_INBOX.>"]);
+        assert_eq!(
+            grant.responses,
+            Some(ResponsePermission {
+                max_messages: 1,
+                ttl_ms: 30_000
+            })
+        );
+        assert_eq!(grant.expires_in_secs, Some(600));
+        assert_eq!(grant.limits.subs, Some(10));
+        assert_eq!(grant.limits.payload, Some(1024));
+        assert_eq!(
+            grant.limits.times,
+            [TimeWindow {
+                start: "08:00:00".into(),
+                end: "18:00:00".into()
+            }]
+        );
+        assert_eq!(grant.connection_types.len(), 2);
+        assert!(decision.deny_reason().is_none());
+    }
+
+    #[test]
+    fn deny_carries_its_reason() {
+        let decision = Decision::deny("nope");
+        assert!(!decision.is_allow());
+        assert_eq!(decision.deny_reason(), Some("nope"));
+        assert!(decision.grant().is_none());
+    }
+}

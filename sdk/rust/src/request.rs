@@ -119,3 +119,23 @@ impl AuthRequest {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_read_the_credentials() {
+        let request = AuthRequest::for_test();
+        assert_eq!((request.token(), request.user_and_password()), (None, None));
+        let token = AuthRequest::for_test().with_token("t");
+        assert_eq!(token.token(), Some("t"));
+        assert_eq!(token.client_info.user.as_deref(), Some("[REDACTED]"));
+        let user = AuthRequest::for_test()
+            .with_user_and_password("u", "p")
+            .with_client_host("10.0.0.1");
+        assert_eq!(user.user_and_password(), Some(("u", "p")));
+        assert_eq!(user.client_host(), Some("10.0.0.1"));
+        assert_eq!(user.client_certificate(), None);
+    }
+}
