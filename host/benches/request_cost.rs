@@ -22,7 +22,7 @@ use nats_callout::service::{Binding, Outcome};
 
 const SETTINGS: &str = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"], "subscribe": ["app.>", "_INBOX.>"], "expires_in_secs": 600}}}"#;
 
-fn binding(with_xkey: bool) -> Binding {
+fn binding(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Binding {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/wasm32-wasip2/release/token_table.wasm");
     let sandbox = Sandbox::new(SandboxLimits {
@@ -30,16 +30,13 @@ fn binding(with_xkey: bool) -> Binding {
         max_memory_bytes: 32 << 20,
     })
     .expect("sandbox");
-    let policy = LoadedPolicy::load(
-        &sandbox,
-        &wasm,
-        SETTINGS,
-        PolicyLimits {
-            timeout: Duration::from_millis(100),
-            memory_bytes: 32 << 20,
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
+    let limits = PolicyLimits {
+        timeout: Duration::from_millis(100),
+        memory_bytes: 32 << 20,
+    };
+    let policy = runtime
+        .block_on(LoadedPolicy::load(&sandbox, &wasm, SETTINGS, limits))
+        .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
     let issuer = KeyPair::new_account();
     Binding {
         issuer_public: issuer.public_key(),
@@ -74,16 +71,22 @@ fn token_request(server: &FakeServer, binding: &Binding) -> (Vec<u8>, Option<Str
 
 fn phases(c: &mut Criterion) {
     let server = FakeServer::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     for (label, with_xkey) in [("plain", false), ("xkey", true)] {
-        let binding = binding(with_xkey);
+        let binding = binding(&runtime, with_xkey);
         let (payload, header) = token_request(&server, &binding);
         let mut group = c.benchmark_group(label);
         group.bench_function("open_verify", |b| {
             b.iter(|| binding.open(&payload, header.as_deref()).expect("opens"))
         });
         let request = binding.open(&payload, header.as_deref()).expect("opens");
-        group.bench_function("policy_call", |b| b.iter(|| binding.decide(&request)));
-        let verdict = binding.decide(&request);
+        group.bench_function("policy_call", |b| {
+            b.iter(|| runtime.block_on(binding.decide(&request)))
+        });
+        let verdict = runtime.block_on(binding.decide(&request));
         assert!(
             matches!(verdict, nats_callout::service::Verdict::Allow(_)),
             "{verdict:?}"
@@ -96,10 +99,12 @@ fn phases(c: &mut Criterion) {
             })
         });
         group.bench_function("end_to_end", |b| {
-            b.iter(|| match binding.handle(&payload, header.as_deref()) {
-                Outcome::Reply { payload, .. } => payload,
-                _ => panic!("no reply"),
-            })
+            b.iter(
+                || match runtime.block_on(binding.handle(&payload, header.as_deref())) {
+                    Outcome::Reply { payload, .. } => payload,
+                    _ => panic!("no reply"),
+                },
+            )
         });
         group.finish();
     }

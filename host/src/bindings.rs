@@ -3,6 +3,9 @@
 wasmtime::component::bindgen!({
     world: "policy",
     path: "../wit",
+    // Calls run on fibers so a policy yields to the async runtime every epoch
+    // tick instead of holding a worker thread for its whole deadline.
+    exports: { default: async },
 });
 
 pub use nats::callout::types::{

@@ -3,7 +3,6 @@
 //! how policy authors test a component before deploying it.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -41,15 +40,18 @@ pub fn parse_request(text: &str) -> anyhow::Result<AuthorizationRequest> {
 }
 
 /// Runs the policy once and returns the report printed by `check`.
-pub fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
+pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
     let request = parse_request(&input.request_json)?;
     let sandbox = Sandbox::new(SandboxLimits {
         max_in_flight: 1,
         max_memory_bytes: input.limits.memory_bytes,
     })
     .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let policy = LoadedPolicy::load(&sandbox, input.policy, &input.settings_json, input.limits)?;
-    let decision = policy.evaluate(&to_policy_request(&request, "ACHECKISSUER"));
+    let policy =
+        LoadedPolicy::load(&sandbox, input.policy, &input.settings_json, input.limits).await?;
+    let decision = policy
+        .evaluate(&to_policy_request(&request, "ACHECKISSUER"))
+        .await;
     let report_base = json!({ "policy": { "name": policy.name(), "sha256": policy.digest() } });
     let mut report = report_base;
     let fields = match decision {
@@ -94,18 +96,4 @@ pub fn default_limits() -> PolicyLimits {
         timeout: Duration::from_millis(100),
         memory_bytes: 32 << 20,
     }
-}
-
-/// For callers that want to reuse a sandbox (tests, benchmarks).
-pub fn load_policy(
-    sandbox: &Arc<Sandbox>,
-    path: &Path,
-    settings: &str,
-) -> anyhow::Result<LoadedPolicy> {
-    Ok(LoadedPolicy::load(
-        sandbox,
-        path,
-        settings,
-        default_limits(),
-    )?)
 }

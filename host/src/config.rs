@@ -115,6 +115,10 @@ pub struct ServiceConfig {
     /// the server has already given up on them.
     #[serde(default = "default_expiry_leeway_ms")]
     pub expiry_leeway_ms: u64,
+    /// Threads that run requests (NATS I/O, crypto and policy calls); default:
+    /// one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServiceConfig {
@@ -122,6 +126,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             max_in_flight: default_max_in_flight(),
             expiry_leeway_ms: default_expiry_leeway_ms(),
+            worker_threads: None,
         }
     }
 }
@@ -259,6 +264,13 @@ impl Config {
             return Err(format!(
                 "[service] max_in_flight = {} is outside 1..=4096",
                 self.service.max_in_flight
+            ));
+        }
+        if let Some(workers) = self.service.worker_threads
+            && !(1..=1024).contains(&workers)
+        {
+            return Err(format!(
+                "[service] worker_threads = {workers} is outside 1..=1024"
             ));
         }
         Ok(())

@@ -114,7 +114,8 @@ fn main() -> anyhow::Result<()> {
             };
             let request_json = std::fs::read_to_string(&request)
                 .with_context(|| format!("cannot read request {}", request.display()))?;
-            let report = check::run(check::CheckInput {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(check::run(check::CheckInput {
                 policy: &policy,
                 settings_json,
                 request_json,
@@ -125,7 +126,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 default_lifetime_secs,
                 max_lifetime_secs,
-            })?;
+            }))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
@@ -148,40 +149,47 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let (issuer, xkey) = keys::load_issuer(&config)?;
     let memory_bytes = usize::try_from(config.policy.memory_mb << 20).unwrap_or(usize::MAX);
-    let sandbox = Sandbox::new(SandboxLimits {
-        max_in_flight: config.service.max_in_flight,
-        max_memory_bytes: memory_bytes,
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.service.worker_threads {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime.enable_all().build()?;
+    runtime.block_on(async {
+        let sandbox = Sandbox::new(SandboxLimits {
+            max_in_flight: config.service.max_in_flight,
+            max_memory_bytes: memory_bytes,
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+        let limits = PolicyLimits {
+            timeout: Duration::from_millis(config.policy.timeout_ms),
+            memory_bytes,
+        };
+        let policy = LoadedPolicy::load(
+            &sandbox,
+            &config.policy.wasm,
+            &config.settings_json(),
+            limits,
+        )
+        .await?;
+        tracing::info!(
+            policy = policy.name(),
+            sha256 = policy.digest(),
+            "policy loaded"
+        );
+        let binding = Arc::new(Binding {
+            issuer_public: issuer.public_key(),
+            issuer,
+            xkey,
+            server_keys: Default::default(),
+            policy: Arc::new(policy),
+            rules: GrantRules {
+                accounts: config.policy.accounts.clone(),
+                default_lifetime_secs: config.policy.default_lifetime_secs,
+                max_lifetime_secs: config.policy.max_lifetime_secs,
+            },
+            deny_mode: config.policy.deny,
+            expiry_leeway: Duration::from_millis(config.service.expiry_leeway_ms),
+        });
+        server::serve(&config, binding, server::shutdown_signal()).await
     })
-    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let limits = PolicyLimits {
-        timeout: Duration::from_millis(config.policy.timeout_ms),
-        memory_bytes,
-    };
-    let policy = LoadedPolicy::load(
-        &sandbox,
-        &config.policy.wasm,
-        &config.settings_json(),
-        limits,
-    )?;
-    tracing::info!(
-        policy = policy.name(),
-        sha256 = policy.digest(),
-        "policy loaded"
-    );
-    let binding = Arc::new(Binding {
-        issuer_public: issuer.public_key(),
-        issuer,
-        xkey,
-        server_keys: Default::default(),
-        policy: Arc::new(policy),
-        rules: GrantRules {
-            accounts: config.policy.accounts.clone(),
-            default_lifetime_secs: config.policy.default_lifetime_secs,
-            max_lifetime_secs: config.policy.max_lifetime_secs,
-        },
-        deny_mode: config.policy.deny,
-        expiry_leeway: Duration::from_millis(config.service.expiry_leeway_ms),
-    });
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(server::serve(&config, binding, server::shutdown_signal()))
 }

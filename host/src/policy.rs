@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Instance};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
 use crate::bindings::{AuthRequest, Decision, PolicyPre};
@@ -78,8 +78,8 @@ fn ticks(duration: Duration) -> u64 {
 
 impl LoadedPolicy {
     /// Reads the component at `path`, runs its `init(settings)` and snapshots
-    /// the result. Blocking: call it off the async runtime's workers.
-    pub fn load(
+    /// the result. Compiling blocks the thread: load before serving.
+    pub async fn load(
         sandbox: &Arc<Sandbox>,
         path: &Path,
         settings_json: &str,
@@ -108,10 +108,8 @@ impl LoadedPolicy {
         let component =
             Component::new(engine, &instrumented).map_err(|e| invalid(format!("{e:#}")))?;
 
-        let mut store = Store::new(engine, CallState::new(name.clone(), limits.memory_bytes));
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(ticks(INIT_TIMEOUT));
-        let snapshot = futures::executor::block_on(async {
+        let mut store = new_store(sandbox, &name, limits.memory_bytes, INIT_TIMEOUT);
+        let snapshot = async {
             let instance: Instance = sandbox
                 .linker()
                 .instantiate_async(&mut store, &component)
@@ -142,7 +140,8 @@ impl LoadedPolicy {
                 )
                 .await
                 .map_err(|e| invalid(format!("snapshot after init: {e:#}")))
-        })?;
+        }
+        .await?;
 
         let component = Component::new(engine, &snapshot).map_err(|e| invalid(format!("{e:#}")))?;
         let pre = sandbox
@@ -169,21 +168,46 @@ impl LoadedPolicy {
         &self.digest
     }
 
-    /// Runs `authorize` in a fresh instance. Blocking (it runs guest code).
-    pub fn evaluate(&self, request: &AuthRequest) -> Result<Decision, CallError> {
-        let mut store = Store::new(
-            self.sandbox.engine(),
-            CallState::new(self.name.clone(), self.limits.memory_bytes),
+    /// Runs `authorize` in a fresh instance. The guest runs on a fiber and
+    /// yields to the async runtime every epoch tick until its deadline.
+    pub async fn evaluate(&self, request: &AuthRequest) -> Result<Decision, CallError> {
+        let mut store = new_store(
+            &self.sandbox,
+            &self.name,
+            self.limits.memory_bytes,
+            self.limits.timeout,
         );
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(ticks(self.limits.timeout));
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|policy| policy.call_authorize(&mut store, request));
+        let result = match self.pre.instantiate_async(&mut store).await {
+            Ok(policy) => policy.call_authorize(&mut store, request).await,
+            Err(error) => Err(error),
+        };
         store.data().flush_output();
         result.map_err(|e| describe(&e, self.limits.timeout, self.limits.memory_bytes))
     }
+}
+
+/// A store for one call: fresh state, memory limiter, and a deadline of
+/// `timeout` checked every epoch tick, yielding to the runtime at each tick.
+fn new_store(
+    sandbox: &Sandbox,
+    name: &Arc<str>,
+    memory_bytes: usize,
+    timeout: Duration,
+) -> Store<CallState> {
+    let mut state = CallState::new(name.clone(), memory_bytes);
+    state.ticks_left = ticks(timeout);
+    let mut store = Store::new(sandbox.engine(), state);
+    store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut context| {
+        let state = context.data_mut();
+        state.ticks_left = state.ticks_left.saturating_sub(1);
+        if state.ticks_left == 0 {
+            return Err(Trap::Interrupt.into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
 }
 
 /// Names what went wrong in a failed call.

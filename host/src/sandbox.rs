@@ -52,6 +52,7 @@ impl Sandbox {
             .saturating_add(4);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
+            .total_stacks(slots)
             .total_core_instances(slots.saturating_mul(16))
             .total_memories(slots.saturating_mul(4))
             .total_tables(slots.saturating_mul(4))
@@ -90,7 +91,7 @@ impl Sandbox {
             .map_err(|e| wasmtime::format_err!("cannot start the epoch ticker: {e}"))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         PolicyWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
         Ok(Arc::new(Sandbox { engine, linker }))
     }
@@ -113,6 +114,8 @@ pub struct CallState {
     stderr: MemoryOutputPipe,
     policy_name: Arc<str>,
     log_lines_left: u32,
+    /// Epoch ticks this call may still run for.
+    pub(crate) ticks_left: u64,
 }
 
 impl CallState {
@@ -145,6 +148,7 @@ impl CallState {
             stderr,
             policy_name,
             log_lines_left: LOG_LINES_PER_CALL,
+            ticks_left: 0,
         }
     }
 

@@ -83,7 +83,7 @@ impl Binding {
     }
 
     /// Phase 2: asks the policy and checks its grant.
-    pub fn decide(&self, request: &VerifiedRequest) -> Verdict {
+    pub async fn decide(&self, request: &VerifiedRequest) -> Verdict {
         if let Some(refusal) = &request.refusal {
             return Verdict::Deny(refusal.clone());
         }
@@ -91,6 +91,7 @@ impl Binding {
         let decision = match self
             .policy
             .evaluate(&to_policy_request(nats, &self.issuer_public))
+            .await
         {
             Ok(decision) => decision,
             Err(error) => return Verdict::Deny(error.to_string()),
@@ -140,13 +141,13 @@ impl Binding {
     }
 
     /// All three phases for one message.
-    pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>) -> Outcome {
+    pub async fn handle(&self, payload: &[u8], xkey_header: Option<&str>) -> Outcome {
         let started = Instant::now();
         let request = match self.open(payload, xkey_header) {
             Ok(request) => request,
             Err(reason) => return Outcome::Dropped { reason },
         };
-        let mut verdict = self.decide(&request);
+        let mut verdict = self.decide(&request).await;
         let reply = self.respond(&request, &mut verdict);
         let nats = request.request();
         let record = DecisionRecord {
