@@ -20,7 +20,11 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 
 echo "== per-request cost (criterion) ==" >&2
-cargo bench --locked -p nats-callout --bench request_cost 2>/dev/null | tee "$work/criterion.txt" | grep -E "time:" >&2
+if [ -z "${SKIP_CRITERION:-}" ]; then
+  cargo bench --locked -p nats-callout --bench request_cost 2>/dev/null | tee "$work/criterion.txt" | grep -E "time:" >&2
+else
+  cp "$SKIP_CRITERION" "$work/criterion.txt"
+fi
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -68,10 +72,16 @@ for _ in $(seq 200); do
 done
 idle_rss=$(rss_kib "$callout_pid")
 echo "== connection storm: $CONNECTIONS connects at concurrency $CONCURRENCY ==" >&2
-# Warm-up, then the measured run.
-$bin load --server "nats://127.0.0.1:$port" --token s3cr3t --connections 300 --concurrency 32 > /dev/null
-$bin load --server "nats://127.0.0.1:$port" --token s3cr3t --connections "$CONNECTIONS" --concurrency "$CONCURRENCY" \
-  --server-pid "$server_pid" --service-pid "$callout_pid" --label callout > "$work/callout.json"
+# A warm-up storm (first use of pool slots and pages), then five measured storms.
+storm() { # label, port, extra args...
+  local label=$1 port=$2; shift 2
+  $bin load --server "nats://127.0.0.1:$port" --token s3cr3t --connections "$CONNECTIONS" --concurrency "$CONCURRENCY" > /dev/null
+  for round in 1 2 3 4 5; do
+    $bin load --server "nats://127.0.0.1:$port" --token s3cr3t --connections "$CONNECTIONS" \
+      --concurrency "$CONCURRENCY" --label "$label" "$@" >> "$work/$label.jsonl"
+  done
+}
+storm callout "$port" --server-pid "$server_pid" --service-pid "$callout_pid"
 loaded_rss=$(rss_kib "$callout_pid")
 kill "$callout_pid" "$server_pid"; wait "$callout_pid" "$server_pid" 2>/dev/null || true
 
@@ -85,9 +95,7 @@ CONF
 "$NATS_SERVER_BIN" -c "$work/token-server.conf" > "$work/token-server.log" 2>&1 &
 server_pid=$!; pids+=("$server_pid")
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
-$bin load --server "nats://127.0.0.1:$port" --token s3cr3t --connections 300 --concurrency 32 > /dev/null
-$bin load --server "nats://127.0.0.1:$port" --token s3cr3t --connections "$CONNECTIONS" --concurrency "$CONCURRENCY" \
-  --server-pid "$server_pid" --label static-token > "$work/token.json"
+storm static-token "$port" --server-pid "$server_pid"
 
 python3 - "$work" "$idle_rss" "$loaded_rss" <<'PY'
 import json, re, sys
@@ -106,7 +114,20 @@ for label, key in rows:
 floor = median("floor/verify_plus_two_signs")
 print(f"| ed25519 floor: 1 verify + 2 signs | {floor:.1f} | {floor:.1f} |")
 print()
-c = json.load(open(f"{work}/callout.json")); t = json.load(open(f"{work}/token.json"))
+def runs(label):
+    return [json.loads(line) for line in open(f"{work}/{label}.jsonl")]
+def med(rows, key):
+    values = sorted(r[key] for r in rows if r[key] is not None)
+    return values[len(values) // 2] if values else None
+def summary(label):
+    rows = runs(label)
+    out = {k: med(rows, k) for k in ("connects_per_sec", "p50_ms", "p90_ms", "p99_ms", "server_cpu_us_per_connect", "service_cpu_us_per_connect")}
+    out.update(label=label, connections=sum(r["connections"] for r in rows), failed=sum(r["failed"] for r in rows),
+               first_error=next((r["first_error"] for r in rows if r["first_error"]), None))
+    return out
+c = summary("callout"); t = summary("static-token")
+print("Medians of five storms each, after one warm-up storm.")
+print()
 print("| run | connects | failed | connects/s | p50 ms | p90 ms | p99 ms | nats-server CPU µs/connect | nats-callout CPU µs/connect |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in (c, t):
@@ -115,8 +136,10 @@ for r in (c, t):
 print()
 print(f"- callout / static token: connects/s ×{c['connects_per_sec']/t['connects_per_sec']:.2f}, "
       f"nats-server CPU per connect ×{c['server_cpu_us_per_connect']/t['server_cpu_us_per_connect']:.2f}")
+shares = sorted(100 * r["service_cpu_us_per_connect"] / r["server_cpu_us_per_connect"] for r in runs("callout"))
 print(f"- nats-callout CPU per connect / nats-server CPU per callout connect: "
-      f"{100*c['service_cpu_us_per_connect']/c['server_cpu_us_per_connect']:.0f}%")
+      f"{100*c['service_cpu_us_per_connect']/c['server_cpu_us_per_connect']:.0f}% "
+      f"(per storm: {', '.join(f'{x:.0f}%' for x in shares)})")
 print(f"- whole request / ed25519 floor: ×{median('plain/end_to_end')/floor:.2f}")
 print(f"- nats-callout RSS with one policy loaded: {idle_rss/1024:.1f} MiB idle, {loaded_rss/1024:.1f} MiB after the storm")
 if c["failed"]:
