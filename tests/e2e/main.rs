@@ -756,3 +756,31 @@ async fn a_spinning_policy_does_not_hold_up_other_clients() {
     }
     callout.wait_for_log("policy timed out after 1500 ms", Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_runs_once_at_load_not_on_every_call() {
+    // init spins far longer than the 50 ms call deadline: calls only succeed
+    // because they start from the snapshot taken after init.
+    let keys = Keys::new();
+    let server = NatsServer::start(&ServerSpec {
+        issuer_public: keys.issuer.public_key(),
+        xkey_public: None,
+        auth_timeout_secs: 3,
+    });
+    let callout = Callout::start(
+        &server.url(),
+        &keys,
+        &CalloutSpec {
+            policy: "hostile-policy",
+            settings_toml: "init_spin = 1_000_000_000",
+            accounts: &["APP"],
+            with_xkey: false,
+            extra_policy_toml: "timeout_ms = 50",
+        },
+    );
+    for _ in 0..3 {
+        connect_as(&server, "ok")
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
+    }
+}

@@ -16,7 +16,8 @@
 //! | `count`     | counts calls in a static and reports the count as the user name |
 //! | anything else | allows into the account named in the settings        |
 //!
-//! Settings: `{"account": "APP"}`; `{"refuse": "why"}` makes `init` fail.
+//! Settings: `{"account": "APP"}`; `{"refuse": "why"}` makes `init` fail;
+//! `{"init_spin": N}` makes `init` slow (N busy iterations).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,6 +31,9 @@ struct Settings {
     account: Option<String>,
     #[serde(default)]
     refuse: Option<String>,
+    /// Busy-work iterations in `init`, to show that init runs once per load.
+    #[serde(default)]
+    init_spin: u64,
 }
 
 pub struct Hostile {
@@ -51,6 +55,10 @@ impl Policy for Hostile {
         let settings: Settings = serde_json::from_str(settings).map_err(|e| e.to_string())?;
         if let Some(reason) = settings.refuse {
             return Err(reason);
+        }
+        let mut work: u64 = 0;
+        for i in 0..settings.init_spin {
+            work = std::hint::black_box(work.wrapping_add(i));
         }
         Ok(Hostile {
             account: settings.account.unwrap_or_else(|| "APP".into()),
