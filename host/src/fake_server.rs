@@ -55,16 +55,14 @@ impl FakeServer {
         }
     }
 
-    /// Signs `request` for `issuer`; seals it to `service_xkey` when given.
-    /// Returns the payload and the `Nats-Server-Xkey` header value.
-    pub fn encode(
+    /// The request JWT's claims, as the server would sign them for `issuer`.
+    pub fn claims(
         &self,
         issuer: &str,
         request: AuthorizationRequest,
-        service_xkey: Option<&XKey>,
-    ) -> (Vec<u8>, Option<String>) {
+    ) -> Claims<AuthorizationRequest> {
         let now = unix_now();
-        let mut claims = Claims {
+        Claims {
             aud: Some(REQUEST_AUDIENCE.into()),
             exp: Some(now + 2),
             jti: String::new(),
@@ -74,8 +72,19 @@ impl FakeServer {
             nbf: None,
             sub: issuer.to_string(),
             nats: request,
-        };
-        let token = jwt::encode(&mut claims, &self.identity).unwrap_or_default();
+        }
+    }
+
+    /// Signs `request` for `issuer`; seals it to `service_xkey` when given.
+    /// Returns the payload and the `Nats-Server-Xkey` header value.
+    pub fn encode(
+        &self,
+        issuer: &str,
+        request: AuthorizationRequest,
+        service_xkey: Option<&XKey>,
+    ) -> (Vec<u8>, Option<String>) {
+        let token =
+            jwt::encode(&mut self.claims(issuer, request), &self.identity).unwrap_or_default();
         match service_xkey {
             None => (token.into_bytes(), None),
             Some(recipient) => (

@@ -235,18 +235,7 @@ mod tests {
     }
 
     fn claims(server: &FakeServer, issuer: &str, sealed: bool) -> Claims<AuthorizationRequest> {
-        let now = unix_now();
-        Claims {
-            aud: Some(REQUEST_AUDIENCE.into()),
-            exp: Some(now + 2),
-            jti: String::new(),
-            iat: Some(now),
-            iss: String::new(),
-            name: None,
-            nbf: None,
-            sub: issuer.into(),
-            nats: server.request(ConnectOpts::default(), sealed),
-        }
+        server.claims(issuer, server.request(ConnectOpts::default(), sealed))
     }
 
     #[test]

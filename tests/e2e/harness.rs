@@ -200,6 +200,36 @@ pub struct Callout {
     log: Arc<Mutex<String>>,
 }
 
+/// Which curve key the test's nats-server seals requests to.
+pub enum ServerXkey {
+    /// No encryption.
+    None,
+    /// The service's own key.
+    Service,
+    /// A key the service does not hold.
+    Stranger,
+}
+
+/// A nats-server and a callout wired to it with fresh keys.
+pub fn stack(
+    server_xkey: ServerXkey,
+    auth_timeout_secs: u64,
+    spec: &CalloutSpec<'_>,
+) -> (NatsServer, Callout) {
+    let keys = Keys::new();
+    let server = NatsServer::start(&ServerSpec {
+        issuer_public: keys.issuer.public_key(),
+        xkey_public: match server_xkey {
+            ServerXkey::None => None,
+            ServerXkey::Service => Some(keys.xkey.public_key()),
+            ServerXkey::Stranger => Some(XKey::new().public_key()),
+        },
+        auth_timeout_secs,
+    });
+    let callout = Callout::start(&server.url(), &keys, spec);
+    (server, callout)
+}
+
 /// How the callout is configured, beyond the server URL and keys.
 pub struct CalloutSpec<'a> {
     pub policy: &'a str,
@@ -207,6 +237,27 @@ pub struct CalloutSpec<'a> {
     pub accounts: &'a [&'a str],
     pub with_xkey: bool,
     pub extra_policy_toml: &'a str,
+}
+
+impl<'a> CalloutSpec<'a> {
+    /// The hostile test policy, allowed to grant `APP`.
+    pub fn hostile(settings_toml: &'a str, extra_policy_toml: &'a str) -> CalloutSpec<'a> {
+        CalloutSpec {
+            policy: "hostile-policy",
+            settings_toml,
+            accounts: &["APP"],
+            with_xkey: false,
+            extra_policy_toml,
+        }
+    }
+
+    /// The same, with the service holding an xkey seed.
+    pub fn with_xkey(self) -> CalloutSpec<'a> {
+        CalloutSpec {
+            with_xkey: true,
+            ..self
+        }
+    }
 }
 
 impl Callout {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use futures::StreamExt as _;
-use harness::{Callout, CalloutSpec, Keys, NatsServer, ServerSpec};
+use harness::{Callout, CalloutSpec, Keys, NatsServer, ServerXkey, stack};
 use serde_json::Value;
 
 const TOKEN_TABLE_SETTINGS: &str = r#"
@@ -32,22 +32,21 @@ struct Setup {
 }
 
 fn token_table(xkey: bool, extra_policy_toml: &str) -> Setup {
-    let keys = Keys::new();
-    let server = NatsServer::start(&ServerSpec {
-        issuer_public: keys.issuer.public_key(),
-        xkey_public: xkey.then(|| keys.xkey.public_key()),
-        auth_timeout_secs: 2,
-    });
-    let callout = Callout::start(
-        &server.url(),
-        &keys,
-        &CalloutSpec {
-            policy: "token-table",
-            settings_toml: TOKEN_TABLE_SETTINGS,
-            accounts: &["APP", "OTHER"],
-            with_xkey: xkey,
-            extra_policy_toml,
+    let spec = CalloutSpec {
+        policy: "token-table",
+        settings_toml: TOKEN_TABLE_SETTINGS,
+        accounts: &["APP", "OTHER"],
+        with_xkey: xkey,
+        extra_policy_toml,
+    };
+    let (server, callout) = stack(
+        if xkey {
+            ServerXkey::Service
+        } else {
+            ServerXkey::None
         },
+        2,
+        &spec,
     );
     Setup { server, callout }
 }
@@ -245,22 +244,10 @@ async fn encrypted_requests_are_opened_and_answered_sealed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_xkey_is_refused_with_a_clear_log_line() {
-    let keys = Keys::new();
-    let server = NatsServer::start(&ServerSpec {
-        issuer_public: keys.issuer.public_key(),
-        xkey_public: Some(nkeys::XKey::new().public_key()),
-        auth_timeout_secs: 1,
-    });
-    let callout = Callout::start(
-        &server.url(),
-        &keys,
-        &CalloutSpec {
-            policy: "hostile-policy",
-            settings_toml: "",
-            accounts: &["APP"],
-            with_xkey: true,
-            extra_policy_toml: "",
-        },
+    let (server, callout) = stack(
+        ServerXkey::Stranger,
+        1,
+        &CalloutSpec::hostile("", "").with_xkey(),
     );
     assert!(
         connect(
@@ -278,22 +265,10 @@ async fn a_wrong_xkey_is_refused_with_a_clear_log_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plaintext_request_is_refused_when_encryption_is_required() {
-    let keys = Keys::new();
-    let server = NatsServer::start(&ServerSpec {
-        issuer_public: keys.issuer.public_key(),
-        xkey_public: None,
-        auth_timeout_secs: 1,
-    });
-    let callout = Callout::start(
-        &server.url(),
-        &keys,
-        &CalloutSpec {
-            policy: "hostile-policy",
-            settings_toml: "",
-            accounts: &["APP"],
-            with_xkey: true,
-            extra_policy_toml: "",
-        },
+    let (server, callout) = stack(
+        ServerXkey::None,
+        1,
+        &CalloutSpec::hostile("", "").with_xkey(),
     );
     assert_authorization_violation(
         connect(
@@ -310,24 +285,11 @@ async fn a_plaintext_request_is_refused_when_encryption_is_required() {
 
 /// A server and a callout serving the hostile test policy.
 fn hostile(extra_policy_toml: &str) -> (NatsServer, Callout) {
-    let keys = Keys::new();
-    let server = NatsServer::start(&ServerSpec {
-        issuer_public: keys.issuer.public_key(),
-        xkey_public: None,
-        auth_timeout_secs: 3,
-    });
-    let callout = Callout::start(
-        &server.url(),
-        &keys,
-        &CalloutSpec {
-            policy: "hostile-policy",
-            settings_toml: "account = \"APP\"",
-            accounts: &["APP"],
-            with_xkey: false,
-            extra_policy_toml,
-        },
-    );
-    (server, callout)
+    stack(
+        ServerXkey::None,
+        3,
+        &CalloutSpec::hostile("account = \"APP\"", extra_policy_toml),
+    )
 }
 
 async fn connect_as(
@@ -460,23 +422,7 @@ fn base64_url_bytes(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_connects_are_all_answered() {
-    let keys = Keys::new();
-    let server = NatsServer::start(&ServerSpec {
-        issuer_public: keys.issuer.public_key(),
-        xkey_public: None,
-        auth_timeout_secs: 10,
-    });
-    let _callout = Callout::start(
-        &server.url(),
-        &keys,
-        &CalloutSpec {
-            policy: "hostile-policy",
-            settings_toml: "",
-            accounts: &["APP"],
-            with_xkey: false,
-            extra_policy_toml: "",
-        },
-    );
+    let (server, _callout) = stack(ServerXkey::None, 10, &CalloutSpec::hostile("", ""));
     let report = nats_callout::loadgen::measure(nats_callout::loadgen::LoadArgs {
         server: server.url(),
         connections: 500,
@@ -575,94 +521,75 @@ fn run_cli(args: &[&str]) -> std::process::Output {
 #[test]
 fn check_evaluates_a_policy_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("settings.json");
-    let request = dir.path().join("request.json");
-    std::fs::write(
-        &settings,
-        r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"]}}}"#,
-    )
-    .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
     let policy = harness::policy_wasm("token-table");
-    let policy = policy.to_str().unwrap();
-    let (settings, request_path) = (settings.to_str().unwrap(), request.to_str().unwrap());
-
+    let check = |settings: &str, request: &str, accounts: &str| {
+        let (settings, request) = (
+            write("settings.json", settings),
+            write("request.json", request),
+        );
+        let mut args = vec![
+            "check",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--settings",
+            &settings,
+            "--request",
+            &request,
+        ];
+        if !accounts.is_empty() {
+            args.extend(["--accounts", accounts]);
+        }
+        run_cli(&args)
+    };
+    let report = |output: std::process::Output| -> Value {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let settings = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"]}}}"#;
     // The whole decoded JWT payload, as captured from a server, is accepted too.
-    std::fs::write(&request, r#"{"nats": {"user_nkey": "UABC", "connect_opts": {"auth_token": "s3cr3t", "protocol": 1}}}"#).unwrap();
-    let output = run_cli(&[
-        "check",
-        "--policy",
-        policy,
-        "--settings",
-        settings,
-        "--request",
-        request_path,
-        "--accounts",
-        "APP",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["decision"], "allow");
-    assert_eq!(report["user_claims"]["aud"], "APP");
-    assert_eq!(report["user_claims"]["sub"], "UABC");
+    let token = r#"{"nats": {"user_nkey": "UABC", "connect_opts": {"auth_token": "s3cr3t", "protocol": 1}}}"#;
+
+    let allowed = report(check(settings, token, "APP"));
+    assert_eq!(allowed["decision"], "allow");
+    assert_eq!(allowed["user_claims"]["aud"], "APP");
+    assert_eq!(allowed["user_claims"]["sub"], "UABC");
     assert_eq!(
-        report["user_claims"]["nats"]["pub"]["allow"],
+        allowed["user_claims"]["nats"]["pub"]["allow"],
         serde_json::json!(["app.>"])
     );
-    assert_eq!(report["user_claims"]["nats"]["version"], 2);
+    assert_eq!(allowed["user_claims"]["nats"]["version"], 2);
 
     // A grant outside --accounts is reported as the host's deny.
-    let output = run_cli(&[
-        "check",
-        "--policy",
-        policy,
-        "--settings",
-        settings,
-        "--request",
-        request_path,
-        "--accounts",
-        "OTHER",
-    ]);
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["decision"], "deny");
+    let outside = report(check(settings, token, "OTHER"));
+    assert_eq!(outside["decision"], "deny");
     assert!(
-        report["reason"]
+        outside["reason"]
             .as_str()
             .unwrap()
             .contains("not in [policy] accounts")
     );
 
-    std::fs::write(&request, r#"{"connect_opts": {"auth_token": "guess"}}"#).unwrap();
-    let output = run_cli(&[
-        "check",
-        "--policy",
-        policy,
-        "--settings",
+    let guess = report(check(
         settings,
-        "--request",
-        request_path,
-    ]);
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["reason"], "policy denied: unknown token");
+        r#"{"connect_opts": {"auth_token": "guess"}}"#,
+        "",
+    ));
+    assert_eq!(guess["reason"], "policy denied: unknown token");
 
     // Refused settings fail the command with the policy's message.
-    std::fs::write(dir.path().join("empty.json"), "{}").unwrap();
-    let empty = dir.path().join("empty.json");
-    let output = run_cli(&[
-        "check",
-        "--policy",
-        policy,
-        "--settings",
-        empty.to_str().unwrap(),
-        "--request",
-        request_path,
-    ]);
-    assert!(!output.status.success());
+    let refused = check("{}", token, "");
+    assert!(!refused.status.success());
     assert!(
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&refused.stderr)
             .contains("refused its settings: invalid settings: no `tokens`")
     );
 }
@@ -761,22 +688,10 @@ async fn a_spinning_policy_does_not_hold_up_other_clients() {
 async fn init_runs_once_at_load_not_on_every_call() {
     // init spins far longer than the 50 ms call deadline: calls only succeed
     // because they start from the snapshot taken after init.
-    let keys = Keys::new();
-    let server = NatsServer::start(&ServerSpec {
-        issuer_public: keys.issuer.public_key(),
-        xkey_public: None,
-        auth_timeout_secs: 3,
-    });
-    let callout = Callout::start(
-        &server.url(),
-        &keys,
-        &CalloutSpec {
-            policy: "hostile-policy",
-            settings_toml: "init_spin = 1_000_000_000",
-            accounts: &["APP"],
-            with_xkey: false,
-            extra_policy_toml: "timeout_ms = 50",
-        },
+    let (server, callout) = stack(
+        ServerXkey::None,
+        3,
+        &CalloutSpec::hostile("init_spin = 1_000_000_000", "timeout_ms = 50"),
     );
     for _ in 0..3 {
         connect_as(&server, "ok")
