@@ -317,6 +317,11 @@ async fn hostile_policies_are_denied_and_the_host_keeps_serving() {
             "policy granted account \\\"SYS\\\", which is not in [policy] accounts",
         ),
         ("bad-subject", "malformed publish subject"),
+        // No filesystem, environment, arguments or network inside the sandbox.
+        (
+            "escape",
+            "policy denied: file=false dir=false env=0 args=0 net=false",
+        ),
         ("flood", "policy trapped"),
     ];
     for (user, reason) in cases {

@@ -10,6 +10,7 @@
 //! | `panic`     | panics                                                 |
 //! | `huge`      | returns a grant with an enormous permission list       |
 //! | `flood`     | writes megabytes to stdout, stderr and the host log    |
+//! | `escape`    | tries the filesystem, environment, arguments and network, and denies with what it got |
 //! | `foreign`   | grants into the account `SYS`, which it may not use    |
 //! | `bad-subject` | grants a subject with a space in it                  |
 //! | `forever`   | asks for a user that never expires                     |
@@ -95,6 +96,16 @@ impl Policy for Hostile {
                     log::info(&line);
                 }
                 grant.allow()
+            }
+            "escape" => {
+                let file = std::fs::read_to_string("/etc/hostname").is_ok();
+                let dir = std::fs::read_dir("/").is_ok();
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let net = std::net::TcpStream::connect("127.0.0.1:4222").is_ok();
+                Decision::deny(format!(
+                    "file={file} dir={dir} env={env} args={args} net={net}"
+                ))
             }
             "foreign" => Grant::to("SYS").allow(),
             "bad-subject" => grant.publish(["has space"]).allow(),
