@@ -14,6 +14,7 @@ use nkeys::XKey;
 use nats_callout::claims::ConnectOpts;
 use nats_callout::config::DenyMode;
 use nats_callout::fake_server::FakeServer;
+use nats_callout::jwt::{FastSigner, Signer};
 use nats_callout::policy::{LoadedPolicy, PolicyLimits};
 use nats_callout::rules::GrantRules;
 use nats_callout::sandbox::{Sandbox, SandboxLimits};
@@ -40,7 +41,7 @@ fn binding(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Binding {
     let issuer = KeyPair::new_account();
     Binding {
         issuer_public: issuer.public_key(),
-        issuer,
+        issuer: FastSigner::new(&issuer).expect("signer"),
         xkey: with_xkey
             .then(|| SealedBoxes::from_seed(&XKey::new().seed().expect("seed")).expect("xkey")),
         server_keys: Default::default(),
@@ -114,7 +115,7 @@ fn phases(c: &mut Criterion) {
 /// server's request, sign the user JWT, sign the response.
 fn ed25519_floor(c: &mut Criterion) {
     let server = KeyPair::new_server();
-    let issuer = KeyPair::new_account();
+    let issuer = FastSigner::new(&KeyPair::new_account()).expect("signer");
     let request = vec![b'r'; 1100];
     let user_jwt = vec![b'u'; 600];
     let response = vec![b'a'; 1000];

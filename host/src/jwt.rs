@@ -157,9 +157,62 @@ fn signature_len(token: &str) -> usize {
     token.rfind('.').map_or(0, |dot| token.len() - dot)
 }
 
+/// A key that signs tokens.
+pub trait Signer {
+    /// The encoded public key (`A...`, `N...`), which becomes `iss`.
+    fn public_key(&self) -> String;
+    /// An ed25519 signature of `message`.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JwtError>;
+}
+
+impl Signer for KeyPair {
+    fn public_key(&self) -> String {
+        KeyPair::public_key(self)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JwtError> {
+        KeyPair::sign(self, message).map_err(|e| JwtError::Sign(e.to_string()))
+    }
+}
+
+/// The same key as an nkeys `KeyPair`, signing with aws-lc (assembly
+/// curve25519): about twice as fast as ed25519-dalek here, and the service
+/// signs twice per request.
+pub struct FastSigner {
+    public: String,
+    pair: aws_lc_rs::signature::Ed25519KeyPair,
+}
+
+impl FastSigner {
+    /// From a key pair that holds a seed.
+    pub fn new(key: &KeyPair) -> Result<FastSigner, JwtError> {
+        let seed = key.seed().map_err(|e| JwtError::Sign(e.to_string()))?;
+        let (_, raw) = nkeys::decode_seed(&seed).map_err(|e| JwtError::Sign(e.to_string()))?;
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&raw)
+            .map_err(|e| JwtError::Sign(e.to_string()))?;
+        Ok(FastSigner {
+            public: key.public_key(),
+            pair,
+        })
+    }
+}
+
+impl Signer for FastSigner {
+    fn public_key(&self) -> String {
+        self.public.clone()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JwtError> {
+        Ok(self.pair.sign(message).as_ref().to_vec())
+    }
+}
+
 /// Encodes `claims` signed by `signer`, setting `iss` to the signer's public
 /// key and `jti` to a hash of the claims.
-pub fn encode<N: Serialize>(claims: &mut Claims<N>, signer: &KeyPair) -> Result<String, JwtError> {
+pub fn encode<N: Serialize>(
+    claims: &mut Claims<N>,
+    signer: &impl Signer,
+) -> Result<String, JwtError> {
     claims.iss = signer.public_key();
     claims.jti = String::new();
     let unidentified = serde_json::to_vec(claims).map_err(JwtError::Claims)?;
@@ -170,9 +223,7 @@ pub fn encode<N: Serialize>(claims: &mut Claims<N>, signer: &KeyPair) -> Result<
     URL_SAFE_NO_PAD.encode_string(HEADER, &mut token);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let signature = signer
-        .sign(token.as_bytes())
-        .map_err(|e| JwtError::Sign(e.to_string()))?;
+    let signature = signer.sign(token.as_bytes())?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)
@@ -220,6 +271,20 @@ mod tests {
             }
         );
         assert!(!decoded.jti.is_empty());
+    }
+
+    #[test]
+    fn the_fast_signer_signs_as_nkeys_does() {
+        let key = KeyPair::new_account();
+        let fast = FastSigner::new(&key).unwrap();
+        assert_eq!(Signer::public_key(&fast), key.public_key());
+        // ed25519 signatures are deterministic: both must produce the same bytes.
+        assert_eq!(
+            Signer::sign(&fast, b"message").unwrap(),
+            Signer::sign(&key, b"message").unwrap()
+        );
+        let token = encode(&mut claims(), &fast).unwrap();
+        assert_eq!(decode::<Body>(&token).unwrap().iss, key.public_key());
     }
 
     #[test]

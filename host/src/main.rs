@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use nats_callout::config::Config;
+use nats_callout::jwt::FastSigner;
 use nats_callout::policy::{LoadedPolicy, PolicyLimits};
 use nats_callout::rules::GrantRules;
 use nats_callout::sandbox::{Sandbox, SandboxLimits};
@@ -178,7 +179,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         );
         let binding = Arc::new(Binding {
             issuer_public: issuer.public_key(),
-            issuer,
+            issuer: FastSigner::new(&issuer)?,
             xkey,
             server_keys: Default::default(),
             policy: Arc::new(policy),

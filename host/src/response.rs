@@ -1,10 +1,8 @@
 //! Minting the user JWT and the authorization response around it
 //! (`shared/docs/protocol.md` §7–§8), sealed to the server when the request was.
 
-use nkeys::KeyPair;
-
 use crate::claims::{AuthorizationRequest, AuthorizationResponse, User};
-use crate::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES};
+use crate::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES, Signer};
 use crate::rules::CheckedGrant;
 use crate::sealed_box::SealedBoxes;
 
@@ -48,7 +46,7 @@ pub enum Answer<'a> {
 pub fn sign(
     request: &AuthorizationRequest,
     answer: Answer<'_>,
-    issuer: &KeyPair,
+    issuer: &impl Signer,
     now: i64,
     seal: Option<(&SealedBoxes, &str)>,
 ) -> Result<Vec<u8>, ResponseError> {

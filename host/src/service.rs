@@ -6,10 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nkeys::KeyPair;
-
 use crate::config::DenyMode;
-use crate::jwt::IssuerKeys;
+use crate::jwt::{FastSigner, IssuerKeys};
 use crate::policy::LoadedPolicy;
 use crate::request::{RequestCheck, VerifiedRequest, to_policy_request, unix_now};
 use crate::response::{self, Answer};
@@ -19,7 +17,7 @@ use crate::sealed_box::SealedBoxes;
 /// A policy bound to the keys it signs with and the rules it is held to.
 /// Several bindings, one per issuer account, can serve one NATS connection.
 pub struct Binding {
-    pub issuer: KeyPair,
+    pub issuer: FastSigner,
     pub issuer_public: String,
     pub xkey: Option<SealedBoxes>,
     /// Server identity keys already seen.

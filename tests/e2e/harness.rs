@@ -69,6 +69,21 @@ fn wait_for_port(port: u16, timeout: Duration) {
     panic!("nothing listens on port {port} after {timeout:?}");
 }
 
+/// Waits until `log()` contains `needle`; panics with the log if it does not.
+fn wait_for_log(what: &str, log: impl Fn() -> String, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if log().contains(needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "the {what} log has no {needle:?} after {timeout:?}:\n{}",
+        log()
+    );
+}
+
 /// The keys a test's nats-server and callout share.
 pub struct Keys {
     pub issuer: KeyPair,
@@ -184,6 +199,11 @@ authorization {{
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Waits until the server's log contains `needle`; panics with the log if it does not.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        wait_for_log("nats-server", || self.log(), needle, timeout);
     }
 }
 
@@ -353,17 +373,7 @@ accounts = [{accounts}]
 
     /// Waits until the log contains `needle`; panics with the log if it does not.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "the callout log has no {needle:?} after {timeout:?}:\n{}",
-            self.log()
-        );
+        wait_for_log("nats-callout", || self.log(), needle, timeout);
     }
 
     /// Waits for the process to exit and returns its exit code.
