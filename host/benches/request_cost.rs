@@ -40,7 +40,6 @@ fn binding(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Binding {
         .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
     let issuer = KeyPair::new_account();
     Binding {
-        issuer_public: issuer.public_key(),
         issuer: FastSigner::new(&issuer).expect("signer"),
         xkey: with_xkey
             .then(|| SealedBoxes::from_seed(&XKey::new().seed().expect("seed")).expect("xkey")),
@@ -67,7 +66,7 @@ fn token_request(server: &FakeServer, binding: &Binding) -> (Vec<u8>, Option<Str
         .xkey
         .as_ref()
         .map(|x| XKey::from_public_key(x.public_key()).expect("xkey"));
-    server.encode(&binding.issuer_public, request, service_xkey.as_ref())
+    server.encode(binding.issuer.public(), request, service_xkey.as_ref())
 }
 
 fn phases(c: &mut Criterion) {

@@ -184,6 +184,11 @@ pub struct FastSigner {
 }
 
 impl FastSigner {
+    /// The encoded public key.
+    pub fn public(&self) -> &str {
+        &self.public
+    }
+
     /// From a key pair that holds a seed.
     pub fn new(key: &KeyPair) -> Result<FastSigner, JwtError> {
         let seed = key.seed().map_err(|e| JwtError::Sign(e.to_string()))?;

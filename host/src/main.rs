@@ -178,7 +178,6 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
             "policy loaded"
         );
         let binding = Arc::new(Binding {
-            issuer_public: issuer.public_key(),
             issuer: FastSigner::new(&issuer)?,
             xkey,
             server_keys: Default::default(),

@@ -93,7 +93,7 @@ pub async fn serve(
         queue_group = %config.nats.queue_group,
         policy = binding.policy.name(),
         policy_sha256 = binding.policy.digest(),
-        issuer = %binding.issuer_public,
+        issuer = binding.issuer.public(),
         encryption = binding.xkey.is_some(),
         "serving auth callout requests"
     );

@@ -18,7 +18,6 @@ use crate::sealed_box::SealedBoxes;
 /// Several bindings, one per issuer account, can serve one NATS connection.
 pub struct Binding {
     pub issuer: FastSigner,
-    pub issuer_public: String,
     pub xkey: Option<SealedBoxes>,
     /// Server identity keys already seen.
     pub server_keys: IssuerKeys,
@@ -64,7 +63,7 @@ pub struct DecisionRecord {
 impl Binding {
     fn check(&self) -> RequestCheck<'_> {
         RequestCheck {
-            issuer: &self.issuer_public,
+            issuer: self.issuer.public(),
             xkey: self.xkey.as_ref(),
             server_keys: &self.server_keys,
             expiry_leeway: self.expiry_leeway,
@@ -88,7 +87,7 @@ impl Binding {
         let nats = request.request();
         let decision = match self
             .policy
-            .evaluate(&to_policy_request(nats, &self.issuer_public))
+            .evaluate(&to_policy_request(nats, self.issuer.public()))
             .await
         {
             Ok(decision) => decision,
