@@ -88,6 +88,8 @@ fn wait_for_log(what: &str, log: impl Fn() -> String, needle: &str, timeout: Dur
 pub struct Keys {
     pub issuer: KeyPair,
     pub xkey: XKey,
+    /// The service's own user nkey, for NATS nkey authentication.
+    pub service: KeyPair,
 }
 
 impl Keys {
@@ -95,6 +97,7 @@ impl Keys {
         Keys {
             issuer: KeyPair::new_account(),
             xkey: XKey::new(),
+            service: KeyPair::new_user(),
         }
     }
 }
@@ -102,6 +105,8 @@ impl Keys {
 /// How the test's nats-server is configured.
 pub struct ServerSpec {
     pub issuer_public: String,
+    /// The service's user nkey, accepted besides `auth`/`pwd`.
+    pub service_nkey: String,
     /// The xkey the server seals requests to, if any.
     pub xkey_public: Option<String>,
     pub auth_timeout_secs: u64,
@@ -131,7 +136,7 @@ server_name: test
 max_payload: 4MB
 accounts {{
   AUTH {{
-    users: [ {{ user: auth, password: pwd }} ]
+    users: [ {{ user: auth, password: pwd }}, {{ nkey: {service_nkey} }} ]
     exports: [ {{ service: "$SYS.REQ.USER.AUTH" }} ]
   }}
   # Lets tests publish raw payloads to the service, as an attacker inside NATS could.
@@ -149,13 +154,14 @@ authorization {{
   auth_callout {{
     issuer: {issuer}
     account: AUTH
-    auth_users: [ auth, tester ]
+    auth_users: [ auth, tester, {service_nkey} ]
     {xkey}
   }}
 }}
 "#,
             timeout = spec.auth_timeout_secs,
             issuer = spec.issuer_public,
+            service_nkey = spec.service_nkey,
         );
         std::fs::write(dir.path().join("server.conf"), conf).expect("write server.conf");
         let mut server = NatsServer {
@@ -239,6 +245,7 @@ pub fn stack(
     let keys = Keys::new();
     let server = NatsServer::start(&ServerSpec {
         issuer_public: keys.issuer.public_key(),
+        service_nkey: keys.service.public_key(),
         xkey_public: match server_xkey {
             ServerXkey::None => None,
             ServerXkey::Service => Some(keys.xkey.public_key()),
@@ -257,6 +264,8 @@ pub struct CalloutSpec<'a> {
     pub accounts: &'a [&'a str],
     pub with_xkey: bool,
     pub extra_policy_toml: &'a str,
+    /// Connect to NATS with the service's nkey instead of `auth`/`pwd`.
+    pub nkey_auth: bool,
 }
 
 impl<'a> CalloutSpec<'a> {
@@ -268,6 +277,7 @@ impl<'a> CalloutSpec<'a> {
             accounts: &["APP"],
             with_xkey: false,
             extra_policy_toml,
+            nkey_auth: false,
         }
     }
 
@@ -294,6 +304,16 @@ impl Callout {
             keys.xkey.seed().expect("seed"),
         )
         .expect("write xkey");
+        std::fs::write(
+            dir.path().join("service.nk"),
+            keys.service.seed().expect("seed"),
+        )
+        .expect("write nkey");
+        let nats_auth = if spec.nkey_auth {
+            "nkey_seed_file = \"service.nk\""
+        } else {
+            "user = \"auth\"\npassword = \"pwd\""
+        };
         let xkey_line = if spec.with_xkey {
             "xkey_seed_file = \"xkey.seed\""
         } else {
@@ -309,8 +329,7 @@ impl Callout {
             r#"
 [nats]
 servers = ["{server_url}"]
-user = "auth"
-password = "pwd"
+{nats_auth}
 
 [issuer]
 seed_file = "issuer.seed"

@@ -38,6 +38,7 @@ fn token_table(xkey: bool, extra_policy_toml: &str) -> Setup {
         accounts: &["APP", "OTHER"],
         with_xkey: xkey,
         extra_policy_toml,
+        nkey_auth: false,
     };
     let (server, callout) = stack(
         if xkey {
@@ -504,13 +505,7 @@ async fn refused_settings_stop_the_service_with_the_policy_s_reason() {
     let mut callout = Callout::spawn(
         "nats://127.0.0.1:1",
         &keys,
-        &CalloutSpec {
-            policy: "hostile-policy",
-            settings_toml: "refuse = \"the moon is not in [policy.settings]\"",
-            accounts: &["APP"],
-            with_xkey: false,
-            extra_policy_toml: "",
-        },
+        &CalloutSpec::hostile("refuse = \"the moon is not in [policy.settings]\"", ""),
     );
     assert_ne!(callout.wait_exit(Duration::from_secs(60)), Some(0));
     let log = callout.log();
@@ -707,4 +702,16 @@ async fn init_runs_once_at_load_not_on_every_call() {
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_can_authenticate_to_nats_with_an_nkey() {
+    let spec = CalloutSpec {
+        nkey_auth: true,
+        ..CalloutSpec::hostile("", "")
+    };
+    let (server, callout) = stack(ServerXkey::None, 3, &spec);
+    connect_as(&server, "ok")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
 }
