@@ -3,7 +3,6 @@
 //! how policy authors test a component before deploying it.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -88,12 +87,4 @@ pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
         report.extend(fields.clone());
     }
     Ok(report)
-}
-
-/// Default limits for `check`, matching the service's defaults.
-pub fn default_limits() -> PolicyLimits {
-    PolicyLimits {
-        timeout: Duration::from_millis(100),
-        memory_bytes: 32 << 20,
-    }
 }

@@ -194,8 +194,7 @@ fn new_store(
     memory_bytes: usize,
     timeout: Duration,
 ) -> Store<CallState> {
-    let mut state = CallState::new(name.clone(), memory_bytes);
-    state.ticks_left = ticks(timeout);
+    let state = CallState::new(name.clone(), memory_bytes, ticks(timeout));
     let mut store = Store::new(sandbox.engine(), state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(1);

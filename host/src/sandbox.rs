@@ -120,8 +120,9 @@ pub struct CallState {
 
 impl CallState {
     /// A fresh state: no filesystem, network, environment, arguments or stdin;
-    /// bounded stdout and stderr; memory capped at `memory_bytes`.
-    pub fn new(policy_name: Arc<str>, memory_bytes: usize) -> CallState {
+    /// bounded stdout and stderr; memory capped at `memory_bytes`; a deadline
+    /// of `ticks_left` epoch ticks.
+    pub fn new(policy_name: Arc<str>, memory_bytes: usize, ticks_left: u64) -> CallState {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
@@ -148,7 +149,7 @@ impl CallState {
             stderr,
             policy_name,
             log_lines_left: LOG_LINES_PER_CALL,
-            ticks_left: 0,
+            ticks_left,
         }
     }
 
