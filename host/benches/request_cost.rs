@@ -28,15 +28,18 @@ fn binding(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Binding {
         .join("../target/wasm32-wasip2/release/token_table.wasm");
     let sandbox = Sandbox::new(SandboxLimits {
         max_in_flight: 4,
+        max_idle_instances: 0,
         max_memory_bytes: 32 << 20,
     })
     .expect("sandbox");
     let limits = PolicyLimits {
         timeout: Duration::from_millis(100),
         memory_bytes: 32 << 20,
+        calls_per_instance: 1,
+        max_idle_instances: 0,
     };
     let policy = runtime
-        .block_on(LoadedPolicy::load(&sandbox, &wasm, SETTINGS, limits))
+        .block_on(LoadedPolicy::load(&sandbox, &wasm, SETTINGS, limits, None))
         .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
     let issuer = KeyPair::new_account();
     Binding {

@@ -3,10 +3,12 @@
 //! how policy authors test a component before deploying it.
 
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use crate::cache::CompiledCache;
 use crate::claims::AuthorizationRequest;
 use crate::policy::{LoadedPolicy, PolicyLimits};
 use crate::request::{to_policy_request, unix_now};
@@ -24,6 +26,10 @@ pub struct CheckInput<'a> {
     pub limits: PolicyLimits,
     pub default_lifetime_secs: u64,
     pub max_lifetime_secs: u64,
+    /// Where compiled policies are cached, if anywhere.
+    pub cache: Option<CompiledCache>,
+    /// Evaluate the request this many more times and report call timings.
+    pub repeat: u32,
 }
 
 /// Reads a request as either the `nats` object of an authorization request or
@@ -43,16 +49,26 @@ pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
     let request = parse_request(&input.request_json)?;
     let sandbox = Sandbox::new(SandboxLimits {
         max_in_flight: 1,
+        max_idle_instances: input.limits.max_idle_instances,
         max_memory_bytes: input.limits.memory_bytes,
     })
     .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let policy =
-        LoadedPolicy::load(&sandbox, input.policy, &input.settings_json, input.limits).await?;
-    let decision = policy
-        .evaluate(&to_policy_request(&request, "ACHECKISSUER"))
-        .await;
-    let report_base = json!({ "policy": { "name": policy.name(), "sha256": policy.digest() } });
-    let mut report = report_base;
+    let started = Instant::now();
+    let policy = LoadedPolicy::load(
+        &sandbox,
+        input.policy,
+        &input.settings_json,
+        input.limits,
+        input.cache.as_ref(),
+    )
+    .await?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let policy_request = to_policy_request(&request, "ACHECKISSUER");
+    let decision = policy.evaluate(&policy_request).await;
+    let mut report = json!({ "policy": { "name": policy.name(), "sha256": policy.digest() } });
+    if input.repeat > 0 {
+        report["timing"] = time_calls(&policy, &policy_request, input.repeat, load_ms).await;
+    }
     let fields = match decision {
         Err(error) => json!({ "decision": "deny", "reason": error.to_string() }),
         Ok(crate::bindings::Decision::Deny(reason)) => {
@@ -87,4 +103,29 @@ pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
         report.extend(fields.clone());
     }
     Ok(report)
+}
+
+/// Calls the policy `repeat` times in a row and reports the load time and the
+/// median and 99th percentile of one call (fresh instance included).
+async fn time_calls(
+    policy: &LoadedPolicy,
+    request: &crate::bindings::AuthRequest,
+    repeat: u32,
+    load_ms: f64,
+) -> Value {
+    let mut micros = Vec::with_capacity(repeat as usize);
+    for _ in 0..repeat {
+        let started = Instant::now();
+        let _ = policy.evaluate(request).await;
+        micros.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+    json!({
+        "load_ms": load_ms.round(),
+        "from_cache": policy.from_cache(),
+        "calls": repeat,
+        "call_p50_us": at(0.5).round(),
+        "call_p99_us": at(0.99).round(),
+    })
 }

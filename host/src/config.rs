@@ -94,6 +94,19 @@ pub struct PolicyConfig {
     /// Memory cap of one call, in MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
+    /// Calls one instance of the policy serves before it is dropped. 1 (the
+    /// default) runs every call in a fresh instance. Above 1, an instance
+    /// that answered is reused for later requests, so state a call leaves
+    /// behind is visible to later calls of this policy (never of another
+    /// one); an instance that trapped or timed out is always dropped. Worth
+    /// it for runtimes that are slow to instantiate (Python).
+    #[serde(default = "default_calls_per_instance")]
+    pub calls_per_instance: u32,
+    /// Where compiled policies are cached; `""` turns the cache off. Default:
+    /// `$NATS_CALLOUT_CACHE_DIR`, else `$XDG_CACHE_HOME/nats-callout`, else
+    /// `~/.cache/nats-callout`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
     /// User JWT lifetime when the policy does not set one.
     #[serde(default = "default_lifetime_secs")]
     pub default_lifetime_secs: u64,
@@ -145,6 +158,9 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_memory_mb() -> u64 {
     32
+}
+fn default_calls_per_instance() -> u32 {
+    1
 }
 fn default_lifetime_secs() -> u64 {
     3600
@@ -249,6 +265,12 @@ impl Config {
                 policy.memory_mb
             ));
         }
+        if policy.calls_per_instance == 0 || policy.calls_per_instance > 1_000_000 {
+            return Err(format!(
+                "[policy] calls_per_instance = {} is outside 1..=1000000",
+                policy.calls_per_instance
+            ));
+        }
         if policy.max_lifetime_secs == 0 {
             return Err("[policy] max_lifetime_secs must be above 0".into());
         }
@@ -274,6 +296,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The compiled-policy cache this configuration asks for, if any.
+    pub fn policy_cache(&self) -> Option<crate::cache::CompiledCache> {
+        match &self.policy.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(crate::cache::CompiledCache::new(dir)),
+            None => crate::cache::default_dir().map(crate::cache::CompiledCache::new),
+        }
     }
 
     /// The policy's settings as the JSON text handed to its `init`.

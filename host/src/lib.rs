@@ -9,8 +9,10 @@
 //! are tools.
 
 pub mod bindings;
+pub mod cache;
 pub mod check;
 pub mod claims;
+pub mod componentize;
 pub mod config;
 pub mod fake_server;
 pub mod jwt;

@@ -8,13 +8,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use nats_callout::cache::{self, CompiledCache};
 use nats_callout::config::Config;
 use nats_callout::jwt::FastSigner;
 use nats_callout::policy::{LoadedPolicy, PolicyLimits};
 use nats_callout::rules::GrantRules;
 use nats_callout::sandbox::{Sandbox, SandboxLimits};
 use nats_callout::service::Binding;
-use nats_callout::{check, keys, loadgen, server};
+use nats_callout::{check, componentize, keys, loadgen, server};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +61,17 @@ enum Command {
         default_lifetime_secs: u64,
         #[arg(long, default_value_t = 86400)]
         max_lifetime_secs: u64,
+        /// Calls one instance serves before it is dropped (see `[policy]
+        /// calls_per_instance`).
+        #[arg(long, default_value_t = 1)]
+        calls_per_instance: u32,
+        /// Compiled-policy cache folder; `""` turns it off. Default as for `serve`.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Also call the policy this many more times and report its load
+        /// time and per-call latency.
+        #[arg(long, default_value_t = 0)]
+        repeat: u32,
     },
     /// Generate an issuer account seed and an xkey seed, and print the
     /// matching nats-server and nats-callout configuration.
@@ -73,6 +85,15 @@ enum Command {
         /// The service's user name (listed in auth_users).
         #[arg(long, default_value = "auth")]
         auth_user: String,
+    },
+    /// Turn a core WebAssembly module built for WASI preview 1 (such as a Go
+    /// policy) into a policy component.
+    Componentize {
+        /// The core module (`go build` output).
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(long, short)]
+        out: PathBuf,
     },
     /// Open many client connections through a nats-server and report
     /// connects/s, latency percentiles and CPU per connect.
@@ -107,6 +128,9 @@ fn main() -> anyhow::Result<()> {
             memory_mb,
             default_lifetime_secs,
             max_lifetime_secs,
+            calls_per_instance,
+            cache_dir,
+            repeat,
         } => {
             let settings_json = match settings {
                 Some(path) => std::fs::read_to_string(&path)
@@ -124,9 +148,17 @@ fn main() -> anyhow::Result<()> {
                 limits: PolicyLimits {
                     timeout: Duration::from_millis(timeout_ms),
                     memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+                    calls_per_instance: calls_per_instance.max(1),
+                    max_idle_instances: 1,
+                },
+                cache: match cache_dir {
+                    Some(dir) if dir.as_os_str().is_empty() => None,
+                    Some(dir) => Some(CompiledCache::new(dir)),
+                    None => cache::default_dir().map(CompiledCache::new),
                 },
                 default_lifetime_secs,
                 max_lifetime_secs,
+                repeat,
             }))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
@@ -137,6 +169,11 @@ fn main() -> anyhow::Result<()> {
             auth_user,
         } => {
             print!("{}", keys::generate(&out, &account, &auth_user)?);
+            Ok(())
+        }
+        Command::Componentize { module, out } => {
+            let size = componentize::run(&module, &out)?;
+            eprintln!("wrote {} ({size} bytes)", out.display());
             Ok(())
         }
         Command::Load(args) => {
@@ -156,25 +193,39 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     }
     let runtime = runtime.enable_all().build()?;
     runtime.block_on(async {
+        let reuse = config.policy.calls_per_instance > 1;
+        let max_idle_instances = if reuse {
+            config.service.max_in_flight
+        } else {
+            0
+        };
         let sandbox = Sandbox::new(SandboxLimits {
             max_in_flight: config.service.max_in_flight,
+            max_idle_instances,
             max_memory_bytes: memory_bytes,
         })
         .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
         let limits = PolicyLimits {
             timeout: Duration::from_millis(config.policy.timeout_ms),
             memory_bytes,
+            calls_per_instance: config.policy.calls_per_instance,
+            max_idle_instances,
         };
+        let started = std::time::Instant::now();
         let policy = LoadedPolicy::load(
             &sandbox,
             &config.policy.wasm,
             &config.settings_json(),
             limits,
+            config.policy_cache().as_ref(),
         )
         .await?;
         tracing::info!(
             policy = policy.name(),
             sha256 = policy.digest(),
+            from_cache = policy.from_cache(),
+            load_ms = started.elapsed().as_millis() as u64,
+            calls_per_instance = limits.calls_per_instance,
             "policy loaded"
         );
         let binding = Arc::new(Binding {

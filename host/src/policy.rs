@@ -2,13 +2,20 @@
 //!
 //! Loading runs the policy's `init(settings)` once and snapshots the
 //! initialized instance (wasmtime-wizer), so every later call starts from a
-//! fresh instance that already holds the parsed settings. Evaluating creates a
-//! new `Store` per call from a pre-instantiated snapshot: nothing survives from
-//! one request to the next, a deadline and a memory cap bound each call, and
-//! any failure comes back as a [`CallError`] that the caller turns into a deny.
+//! fresh instance that already holds the parsed settings and a warmed-up
+//! language runtime. The compiled snapshot is kept in the [`CompiledCache`],
+//! so the next start skips `init` and Cranelift.
+//!
+//! Evaluating creates a new `Store` per call from the pre-instantiated
+//! snapshot: nothing survives from one request to the next, a deadline and a
+//! memory cap bound each call, and any failure comes back as a [`CallError`]
+//! that the caller turns into a deny. A policy may opt into reusing an
+//! instance for up to `calls_per_instance` calls (see [`PolicyLimits`]): state
+//! left by one call is then visible to the next calls *of the same policy*,
+//! and an instance that trapped or timed out is never reused.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -16,7 +23,8 @@ use wasmtime::component::{Component, Instance};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
-use crate::bindings::{AuthRequest, Decision, PolicyPre};
+use crate::bindings::{AuthRequest, Decision, Policy, PolicyPre};
+use crate::cache::CompiledCache;
 use crate::sandbox::{CallState, EPOCH_TICK, Sandbox};
 
 /// The deadline of a policy's `init`, which may parse large settings.
@@ -58,6 +66,20 @@ pub enum CallError {
 pub struct PolicyLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
+    /// Calls one instance serves before it is dropped. 1 (the default) gives
+    /// every call a fresh instance. More trades isolation between the calls
+    /// of this policy for speed, for runtimes whose instantiation is costly.
+    pub calls_per_instance: u32,
+    /// Initialized instances kept idle for reuse (with `calls_per_instance`
+    /// above 1).
+    pub max_idle_instances: usize,
+}
+
+/// An initialized instance kept for further calls.
+struct WarmInstance {
+    store: Store<CallState>,
+    policy: Policy,
+    calls_left: u32,
 }
 
 /// A loaded, initialized policy, ready to evaluate requests concurrently.
@@ -67,6 +89,8 @@ pub struct LoadedPolicy {
     sandbox: Arc<Sandbox>,
     pre: PolicyPre<CallState>,
     limits: PolicyLimits,
+    idle: Mutex<Vec<WarmInstance>>,
+    from_cache: bool,
 }
 
 fn ticks(duration: Duration) -> u64 {
@@ -78,12 +102,14 @@ fn ticks(duration: Duration) -> u64 {
 
 impl LoadedPolicy {
     /// Reads the component at `path`, runs its `init(settings)` and snapshots
-    /// the result. Compiling blocks the thread: load before serving.
+    /// the result, or takes the compiled snapshot from `cache`. Compiling
+    /// blocks the thread: load before serving.
     pub async fn load(
         sandbox: &Arc<Sandbox>,
         path: &Path,
         settings_json: &str,
         limits: PolicyLimits,
+        cache: Option<&CompiledCache>,
     ) -> Result<LoadedPolicy, LoadError> {
         let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
@@ -99,51 +125,23 @@ impl LoadedPolicy {
             reason,
         };
 
-        let mut wizer = Wizer::new();
-        wizer.init_func("init").keep_init_func(true);
-        let (context, instrumented) = wizer
-            .instrument_component(&wasm)
-            .map_err(|e| invalid(format!("{e:#}")))?;
         let engine = sandbox.engine();
-        let component =
-            Component::new(engine, &instrumented).map_err(|e| invalid(format!("{e:#}")))?;
-
-        let mut store = new_store(sandbox, &name, limits.memory_bytes, INIT_TIMEOUT);
-        let snapshot = async {
-            let instance: Instance = sandbox
-                .linker()
-                .instantiate_async(&mut store, &component)
-                .await
-                .map_err(|e| invalid(format!("{e:#}")))?;
-            let init = instance
-                .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, "init")
-                .map_err(|e| invalid(format!("init: {e:#}")))?;
-            let (outcome,) = init
-                .call_async(&mut store, (settings_json,))
-                .await
-                .map_err(|e| LoadError::InitFailed {
-                    path: path.to_path_buf(),
-                    reason: describe(&e, INIT_TIMEOUT, limits.memory_bytes).to_string(),
-                })?;
-            store.data().flush_output();
-            outcome.map_err(|reason| LoadError::SettingsRefused {
-                path: path.to_path_buf(),
-                reason,
-            })?;
-            wizer
-                .snapshot_component(
-                    &context,
-                    &mut WasmtimeWizerComponent {
-                        store: &mut store,
-                        instance,
-                    },
-                )
-                .await
-                .map_err(|e| invalid(format!("snapshot after init: {e:#}")))
-        }
-        .await?;
-
-        let component = Component::new(engine, &snapshot).map_err(|e| invalid(format!("{e:#}")))?;
+        let key = CompiledCache::key(engine, &wasm, settings_json);
+        let cached = cache.and_then(|cache| cache.get(engine, &key));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let snapshot =
+                    initialize(sandbox, &wasm, path, &name, settings_json, limits).await?;
+                let component =
+                    Component::new(engine, &snapshot).map_err(|e| invalid(format!("{e:#}")))?;
+                if let Some(cache) = cache {
+                    cache.put(&key, &component);
+                }
+                component
+            }
+        };
         let pre = sandbox
             .linker()
             .instantiate_pre(&component)
@@ -155,6 +153,8 @@ impl LoadedPolicy {
             sandbox: sandbox.clone(),
             pre,
             limits,
+            idle: Mutex::new(Vec::new()),
+            from_cache,
         })
     }
 
@@ -168,22 +168,134 @@ impl LoadedPolicy {
         &self.digest
     }
 
-    /// Runs `authorize` in a fresh instance. The guest runs on a fiber and
-    /// yields to the async runtime every epoch tick until its deadline.
-    pub async fn evaluate(&self, request: &AuthRequest) -> Result<Decision, CallError> {
-        let mut store = new_store(
-            &self.sandbox,
-            &self.name,
-            self.limits.memory_bytes,
-            self.limits.timeout,
-        );
-        let result = match self.pre.instantiate_async(&mut store).await {
-            Ok(policy) => policy.call_authorize(&mut store, request).await,
-            Err(error) => Err(error),
-        };
-        store.data().flush_output();
-        result.map_err(|e| describe(&e, self.limits.timeout, self.limits.memory_bytes))
+    /// Whether the compiled snapshot came from the cache (`init` did not run).
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
+
+    /// Runs `authorize` in a fresh instance (or a warm one, when the policy
+    /// allows reuse). The guest runs on a fiber and yields to the async
+    /// runtime every epoch tick until its deadline.
+    pub async fn evaluate(&self, request: &AuthRequest) -> Result<Decision, CallError> {
+        let warm = self.take_idle();
+        let mut warm = match warm {
+            Some(mut warm) => {
+                warm.store.data_mut().start_call(ticks(self.limits.timeout));
+                warm.store.set_epoch_deadline(1);
+                warm
+            }
+            None => {
+                let mut store = new_store(
+                    &self.sandbox,
+                    &self.name,
+                    self.limits.memory_bytes,
+                    self.limits.timeout,
+                );
+                let policy = match self.pre.instantiate_async(&mut store).await {
+                    Ok(policy) => policy,
+                    Err(error) => {
+                        store.data_mut().flush_output();
+                        return Err(describe(
+                            &error,
+                            self.limits.timeout,
+                            self.limits.memory_bytes,
+                        ));
+                    }
+                };
+                WarmInstance {
+                    store,
+                    policy,
+                    calls_left: self.limits.calls_per_instance.max(1),
+                }
+            }
+        };
+        let result = warm.policy.call_authorize(&mut warm.store, request).await;
+        warm.store.data_mut().flush_output();
+        match result {
+            Ok(decision) => {
+                warm.calls_left -= 1;
+                self.keep_idle(warm);
+                Ok(decision)
+            }
+            // A failed call leaves the instance in an unknown state: drop it.
+            Err(error) => Err(describe(
+                &error,
+                self.limits.timeout,
+                self.limits.memory_bytes,
+            )),
+        }
+    }
+
+    fn take_idle(&self) -> Option<WarmInstance> {
+        if self.limits.calls_per_instance <= 1 {
+            return None;
+        }
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn keep_idle(&self, warm: WarmInstance) {
+        if warm.calls_left == 0 {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.limits.max_idle_instances
+        {
+            idle.push(warm);
+        }
+    }
+}
+
+/// Runs the policy's `init(settings)` in an instrumented instance and
+/// returns the component rewritten to start in the state `init` left.
+async fn initialize(
+    sandbox: &Sandbox,
+    wasm: &[u8],
+    path: &Path,
+    name: &Arc<str>,
+    settings_json: &str,
+    limits: PolicyLimits,
+) -> Result<Vec<u8>, LoadError> {
+    let invalid = |reason: String| LoadError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut wizer = Wizer::new();
+    wizer.init_func("init").keep_init_func(true);
+    let (context, instrumented) = wizer
+        .instrument_component(wasm)
+        .map_err(|e| invalid(format!("{e:#}")))?;
+    let component =
+        Component::new(sandbox.engine(), &instrumented).map_err(|e| invalid(format!("{e:#}")))?;
+
+    let mut store = new_store(sandbox, name, limits.memory_bytes, INIT_TIMEOUT);
+    let instance: Instance = sandbox
+        .linker()
+        .instantiate_async(&mut store, &component)
+        .await
+        .map_err(|e| invalid(format!("{e:#}")))?;
+    let init = instance
+        .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, "init")
+        .map_err(|e| invalid(format!("init: {e:#}")))?;
+    let called = init.call_async(&mut store, (settings_json,)).await;
+    store.data_mut().flush_output();
+    let (outcome,) = called.map_err(|e| LoadError::InitFailed {
+        path: path.to_path_buf(),
+        reason: describe(&e, INIT_TIMEOUT, limits.memory_bytes).to_string(),
+    })?;
+    outcome.map_err(|reason| LoadError::SettingsRefused {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    wizer
+        .snapshot_component(
+            &context,
+            &mut WasmtimeWizerComponent {
+                store: &mut store,
+                instance,
+            },
+        )
+        .await
+        .map_err(|e| invalid(format!("snapshot after init: {e:#}")))
 }
 
 /// A store for one call: fresh state, memory limiter, and a deadline of

@@ -31,8 +31,10 @@ pub const LOG_LINE_BYTES: usize = 1024;
 /// How the sandbox is sized.
 #[derive(Debug, Clone, Copy)]
 pub struct SandboxLimits {
-    /// Policy calls running at once (the pool holds this many instances).
+    /// Policy calls running at once.
     pub max_in_flight: usize,
+    /// Initialized instances kept idle for reuse, on top of those in flight.
+    pub max_idle_instances: usize,
     /// Largest memory any policy may use, in bytes.
     pub max_memory_bytes: usize,
 }
@@ -47,16 +49,22 @@ impl Sandbox {
     /// Builds the engine and starts its epoch ticker, which stops by itself
     /// when the engine is dropped.
     pub fn new(limits: SandboxLimits) -> wasmtime::Result<Arc<Sandbox>> {
-        let slots = u32::try_from(limits.max_in_flight)
-            .unwrap_or(u32::MAX)
-            .saturating_add(4);
+        let slots = u32::try_from(
+            limits
+                .max_in_flight
+                .saturating_add(limits.max_idle_instances),
+        )
+        .unwrap_or(u32::MAX)
+        .saturating_add(4);
+        // Language runtimes are many core modules: a Python component
+        // instantiates 65 core instances and a handful of memories and tables.
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_stacks(slots)
-            .total_core_instances(slots.saturating_mul(16))
+            .total_core_instances(slots.saturating_mul(128))
             .total_memories(slots.saturating_mul(4))
-            .total_tables(slots.saturating_mul(4))
-            .max_core_instances_per_component(64)
+            .total_tables(slots.saturating_mul(8))
+            .max_core_instances_per_component(128)
             .max_memories_per_component(16)
             .max_tables_per_component(32)
             .table_elements(100_000)
@@ -112,6 +120,8 @@ pub struct CallState {
     pub(crate) limits: StoreLimits,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    stdout_flushed: usize,
+    stderr_flushed: usize,
     policy_name: Arc<str>,
     log_lines_left: u32,
     /// Epoch ticks this call may still run for.
@@ -136,7 +146,7 @@ impl CallState {
         let limits = StoreLimitsBuilder::new()
             .memory_size(memory_bytes)
             .table_elements(100_000)
-            .instances(64)
+            .instances(128)
             .memories(16)
             .tables(32)
             .trap_on_grow_failure(true)
@@ -147,20 +157,35 @@ impl CallState {
             limits,
             stdout,
             stderr,
+            stdout_flushed: 0,
+            stderr_flushed: 0,
             policy_name,
             log_lines_left: LOG_LINES_PER_CALL,
             ticks_left,
         }
     }
 
-    /// Sends what the policy printed to the host's log, one event per stream.
-    pub fn flush_output(&self) {
-        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+    /// Readies a reused instance's state for its next call: a new deadline
+    /// and a new allowance of log lines.
+    pub fn start_call(&mut self, ticks_left: u64) {
+        self.ticks_left = ticks_left;
+        self.log_lines_left = LOG_LINES_PER_CALL;
+    }
+
+    /// Sends what the policy printed since the last flush to the host's log,
+    /// one event per stream. (The pipes keep everything an instance wrote, so
+    /// `OUTPUT_CAPACITY` bounds the output of a reused instance's whole life.)
+    pub fn flush_output(&mut self) {
+        for (stream, pipe, flushed) in [
+            ("stdout", &self.stdout, &mut self.stdout_flushed),
+            ("stderr", &self.stderr, &mut self.stderr_flushed),
+        ] {
             let bytes = pipe.contents();
-            if !bytes.is_empty() {
-                let text = String::from_utf8_lossy(&bytes);
+            if let Some(new) = bytes.get(*flushed..).filter(|new| !new.is_empty()) {
+                let text = String::from_utf8_lossy(new);
                 tracing::info!(policy = %self.policy_name, stream, output = ?text.trim_end(), "policy output");
             }
+            *flushed = bytes.len();
         }
     }
 }

@@ -1,0 +1,3 @@
+module github.com/nats-callout/nats-callout/sdk/go
+
+go 1.27
