@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// nats-callout-js: builds a JavaScript or TypeScript policy into a component,
+// and runs its unit tests natively.
+//
+//   nats-callout-js build src/policy.ts -o policy.wasm
+//   nats-callout-js test test/*.test.ts
+//
+// `build` bundles the entry module and its imports (npm packages included)
+// into one ES module with esbuild, then componentizes it with
+// componentize-js against wit/policy.wit. Nothing is fetched from the network.
+// `test` bundles each test file for Node, with the host's `log` replaced by
+// one that writes to standard error, and runs them with `node --test`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { build as bundle } from 'esbuild';
+
+const sdkDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+function fail(message) {
+  console.error(`nats-callout-js: ${message}`);
+  process.exit(2);
+}
+
+// The WIT shipped with the package, else the repository's (a `file:` install).
+function witPath() {
+  for (const candidate of [join(sdkDir, 'wit'), join(sdkDir, '..', '..', 'wit')]) {
+    if (existsSync(join(candidate, 'policy.wit'))) return candidate;
+  }
+  fail(`cannot find wit/policy.wit next to ${sdkDir}`);
+}
+
+const hostModule = /^nats:callout\/host(@.*)?$/;
+
+async function build(entry, out) {
+  if (!entry || !out) fail('usage: nats-callout-js build <entry.ts|js> -o <policy.wasm>');
+  if (!existsSync(entry)) fail(`no such file: ${entry}`);
+  const work = mkdtempSync(join(tmpdir(), 'nats-callout-js-'));
+  try {
+    const bundled = join(work, 'policy.js');
+    await bundle({
+      entryPoints: [entry],
+      bundle: true,
+      format: 'esm',
+      platform: 'neutral',
+      target: 'es2022',
+      outfile: bundled,
+      external: ['nats:callout/*'],
+      logLevel: 'warning',
+    });
+    const { componentize } = await import('@bytecodealliance/componentize-js');
+    const { component } = await componentize({
+      sourcePath: bundled,
+      witPath: witPath(),
+      worldName: 'policy',
+      // No HTTP: a policy has no network, and the host links no wasi:http.
+      disableFeatures: ['http', 'fetch-event'],
+    });
+    writeFileSync(out, component);
+    console.error(`wrote ${out} (${statSync(out).size} bytes)`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function test(files) {
+  if (files.length === 0) fail('usage: nats-callout-js test <test files...>');
+  const work = mkdtempSync(join(tmpdir(), 'nats-callout-js-test-'));
+  const nativeHost = join(sdkDir, 'src', 'native-host.js');
+  try {
+    const outputs = [];
+    for (const file of files) {
+      const outfile = join(work, basename(file).replace(/\.[cm]?[jt]s$/, '') + '.mjs');
+      await bundle({
+        entryPoints: [file],
+        bundle: true,
+        format: 'esm',
+        platform: 'node',
+        target: 'node20',
+        outfile,
+        logLevel: 'warning',
+        plugins: [
+          {
+            name: 'native-host',
+            setup(build) {
+              build.onResolve({ filter: hostModule }, () => ({ path: nativeHost }));
+            },
+          },
+        ],
+      });
+      outputs.push(outfile);
+    }
+    const run = spawnSync(process.execPath, ['--test', ...outputs], { stdio: 'inherit' });
+    process.exitCode = run.status ?? 1;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+const [command, ...args] = process.argv.slice(2);
+try {
+  if (command === 'build') {
+    const at = args.indexOf('-o');
+    const out = at >= 0 ? args[at + 1] : undefined;
+    const entry = args.find((arg, i) => i !== at && i !== at + 1);
+    await build(entry, out);
+  } else if (command === 'test') {
+    await test(args);
+  } else {
+    fail('usage: nats-callout-js build <entry> -o <policy.wasm> | test <test files...>');
+  }
+} catch (error) {
+  fail(error?.message ?? String(error));
+}
