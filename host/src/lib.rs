@@ -14,6 +14,7 @@ pub mod check;
 pub mod claims;
 pub mod componentize;
 pub mod config;
+pub mod conformance;
 pub mod fake_server;
 pub mod jwt;
 pub mod keys;

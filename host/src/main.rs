@@ -15,7 +15,7 @@ use nats_callout::policy::{LoadedPolicy, PolicyLimits};
 use nats_callout::rules::GrantRules;
 use nats_callout::sandbox::{Sandbox, SandboxLimits};
 use nats_callout::service::Binding;
-use nats_callout::{check, componentize, keys, loadgen, server};
+use nats_callout::{check, componentize, conformance, keys, loadgen, server};
 
 #[derive(Parser)]
 #[command(
@@ -48,8 +48,12 @@ enum Command {
         #[arg(long)]
         settings: Option<PathBuf>,
         /// The request: the `nats` object of an authorization request, as JSON.
-        #[arg(long)]
-        request: PathBuf,
+        #[arg(long, required_unless_present = "kit")]
+        request: Option<PathBuf>,
+        /// Run a conformance kit instead: a folder of request fixtures with
+        /// their expected decisions (see tests/conformance/README.md).
+        #[arg(long, conflicts_with_all = ["request", "settings", "repeat"])]
+        kit: Option<PathBuf>,
         /// Accounts the policy may grant (comma-separated); default: any.
         #[arg(long, value_delimiter = ',')]
         accounts: Option<Vec<String>>,
@@ -65,9 +69,12 @@ enum Command {
         /// calls_per_instance`).
         #[arg(long, default_value_t = 1)]
         calls_per_instance: u32,
-        /// Compiled-policy cache folder; `""` turns it off. Default as for `serve`.
+        /// Compiled-policy cache folder. Default as for `serve`.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// Do not use the compiled-policy cache.
+        #[arg(long, conflicts_with = "cache_dir")]
+        no_cache: bool,
         /// Also call the policy this many more times and report its load
         /// time and per-call latency.
         #[arg(long, default_value_t = 0)]
@@ -123,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             policy,
             settings,
             request,
+            kit,
             accounts,
             timeout_ms,
             memory_mb,
@@ -130,8 +138,27 @@ fn main() -> anyhow::Result<()> {
             max_lifetime_secs,
             calls_per_instance,
             cache_dir,
+            no_cache,
             repeat,
         } => {
+            let limits = PolicyLimits {
+                timeout: Duration::from_millis(timeout_ms),
+                memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+                calls_per_instance: calls_per_instance.max(1),
+                max_idle_instances: 1,
+            };
+            let cache = match (no_cache, cache_dir) {
+                (true, _) => None,
+                (false, Some(dir)) => Some(CompiledCache::new(dir)),
+                (false, None) => cache::default_dir().map(CompiledCache::new),
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            if let Some(kit) = kit {
+                return run_kit(&runtime, &policy, &kit, limits, cache.as_ref());
+            }
+            let Some(request) = request else {
+                anyhow::bail!("--request or --kit is required");
+            };
             let settings_json = match settings {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read settings {}", path.display()))?,
@@ -139,23 +166,13 @@ fn main() -> anyhow::Result<()> {
             };
             let request_json = std::fs::read_to_string(&request)
                 .with_context(|| format!("cannot read request {}", request.display()))?;
-            let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(check::run(check::CheckInput {
                 policy: &policy,
                 settings_json,
                 request_json,
                 accounts,
-                limits: PolicyLimits {
-                    timeout: Duration::from_millis(timeout_ms),
-                    memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
-                    calls_per_instance: calls_per_instance.max(1),
-                    max_idle_instances: 1,
-                },
-                cache: match cache_dir {
-                    Some(dir) if dir.as_os_str().is_empty() => None,
-                    Some(dir) => Some(CompiledCache::new(dir)),
-                    None => cache::default_dir().map(CompiledCache::new),
-                },
+                limits,
+                cache,
                 default_lifetime_secs,
                 max_lifetime_secs,
                 repeat,
@@ -181,6 +198,45 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(loadgen::run(args))
         }
     }
+}
+
+/// `check --kit`: runs a conformance kit and prints one line per case.
+fn run_kit(
+    runtime: &tokio::runtime::Runtime,
+    policy: &std::path::Path,
+    kit: &std::path::Path,
+    limits: PolicyLimits,
+    cache: Option<&CompiledCache>,
+) -> anyhow::Result<()> {
+    let results = runtime.block_on(async {
+        let sandbox = Sandbox::new(SandboxLimits {
+            max_in_flight: 1,
+            max_idle_instances: limits.max_idle_instances,
+            max_memory_bytes: limits.memory_bytes,
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+        conformance::run(&sandbox, policy, kit, limits, cache).await
+    })?;
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    for result in &results {
+        match &result.failure {
+            None => println!("ok    {} — {}", result.file, result.description),
+            Some(failure) => println!("FAIL  {} — {}: {failure}", result.file, result.description),
+        }
+    }
+    println!(
+        "{}: {} cases, {} passed, {failed} failed",
+        kit.display(),
+        results.len(),
+        results.len() - failed
+    );
+    if results.is_empty() {
+        anyhow::bail!("{} holds no cases", kit.display());
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} conformance case(s) failed");
+    }
+    Ok(())
 }
 
 fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {

@@ -133,7 +133,7 @@ impl LoadedPolicy {
             Some(component) => component,
             None => {
                 let snapshot =
-                    initialize(sandbox, &wasm, path, &name, settings_json, limits).await?;
+                    initialize(sandbox, &wasm, path, &name, settings_json, limits, cache).await?;
                 let component =
                     Component::new(engine, &snapshot).map_err(|e| invalid(format!("{e:#}")))?;
                 if let Some(cache) = cache {
@@ -254,6 +254,7 @@ async fn initialize(
     name: &Arc<str>,
     settings_json: &str,
     limits: PolicyLimits,
+    cache: Option<&CompiledCache>,
 ) -> Result<Vec<u8>, LoadError> {
     let invalid = |reason: String| LoadError::Invalid {
         path: path.to_path_buf(),
@@ -264,8 +265,21 @@ async fn initialize(
     let (context, instrumented) = wizer
         .instrument_component(wasm)
         .map_err(|e| invalid(format!("{e:#}")))?;
-    let component =
-        Component::new(sandbox.engine(), &instrumented).map_err(|e| invalid(format!("{e:#}")))?;
+    // The instrumented component does not depend on the settings: cache it
+    // too, so loading the same policy with other settings skips a compile.
+    let engine = sandbox.engine();
+    let key = CompiledCache::key(engine, wasm, "instrumented for init");
+    let component = match cache.and_then(|cache| cache.get(engine, &key)) {
+        Some(component) => component,
+        None => {
+            let component =
+                Component::new(engine, &instrumented).map_err(|e| invalid(format!("{e:#}")))?;
+            if let Some(cache) = cache {
+                cache.put(&key, &component);
+            }
+            component
+        }
+    };
 
     let mut store = new_store(sandbox, name, limits.memory_bytes, INIT_TIMEOUT);
     let instance: Instance = sandbox

@@ -36,17 +36,28 @@ pub fn nats_server_bin() -> PathBuf {
     PathBuf::from(path)
 }
 
-/// A policy component built by `scripts/build-policies.sh`.
-pub fn policy_wasm(crate_name: &str) -> PathBuf {
-    let path = workspace()
-        .join("target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+/// A policy component built by `scripts/build-policies.sh`: a Rust crate's
+/// in `target/wasm32-wasip2/release`, another language's in `target/policies`.
+pub fn policy_wasm(name: &str) -> PathBuf {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let other_language = workspace().join("target/policies").join(&file);
+    let path = if other_language.exists() {
+        other_language
+    } else {
+        workspace().join("target/wasm32-wasip2/release").join(file)
+    };
     assert!(
         path.exists(),
         "{} is missing: run scripts/build-policies.sh first",
         path.display()
     );
     path
+}
+
+/// The compiled-policy cache the tests share, so each policy compiles once
+/// per build rather than once per test.
+pub fn policy_cache_dir() -> PathBuf {
+    workspace().join("target/policy-cache")
 }
 
 /// A free TCP port on the loopback interface.
@@ -354,6 +365,7 @@ accounts = [{accounts}]
             .arg(dir.path().join("callout.toml"))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .env("NATS_CALLOUT_CACHE_DIR", policy_cache_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -378,7 +390,9 @@ accounts = [{accounts}]
     /// Starts the service and waits until it is subscribed.
     pub fn start(server_url: &str, keys: &Keys, spec: &CalloutSpec<'_>) -> Callout {
         let callout = Callout::spawn(server_url, keys, spec);
-        callout.wait_for_log("serving auth callout requests", Duration::from_secs(60));
+        // A JavaScript or Python policy compiles for tens of seconds the first
+        // time (later starts take it from the shared cache).
+        callout.wait_for_log("serving auth callout requests", Duration::from_secs(240));
         callout
     }
 

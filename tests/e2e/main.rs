@@ -2,6 +2,7 @@
 //! clients and real keys. Build the policies first (`scripts/test.sh` does).
 
 mod harness;
+mod languages;
 
 use std::time::{Duration, Instant};
 
@@ -518,6 +519,7 @@ async fn refused_settings_stop_the_service_with_the_policy_s_reason() {
 fn run_cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"))
         .args(args)
+        .env("NATS_CALLOUT_CACHE_DIR", harness::policy_cache_dir())
         .output()
         .expect("nats-callout runs")
 }

@@ -1,0 +1,364 @@
+//! The conformance kit runner: `nats-callout check --kit <folder>`.
+//!
+//! A kit is a folder of request fixtures with the decision each must get,
+//! so one set of expectations checks a policy written in any language:
+//!
+//! ```text
+//! <kit>/settings.json      settings for the cases (default `{}`)
+//! <kit>/cases/*.json       {"description", "request", "expect"}
+//! <kit>/refused/*.json     {"description", "settings", "error_contains"}
+//! ```
+//!
+//! `request` is the `nats` object of an authorization request. `expect` is
+//! either `{"decision": "deny", "reason": "..."}` (the policy's exact reason),
+//! `{"decision": "allow", ...}` with any of `account`, `name`, `publish`,
+//! `subscribe`, `expires_in_secs` (compared when present), or
+//! `{"echo": true}`: the policy must deny with a reason that is the request
+//! rendered as JSON by [`echo_of`], which proves every field reached the
+//! policy intact. Each `refused` case loads the policy with its `settings`
+//! and expects the load to fail with a message containing `error_contains`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::bindings::{AuthRequest, Decision};
+use crate::cache::CompiledCache;
+use crate::check::parse_request;
+use crate::policy::{LoadError, LoadedPolicy, PolicyLimits};
+use crate::request::to_policy_request;
+use crate::sandbox::Sandbox;
+
+/// The issuer the kit's requests are evaluated for.
+pub const KIT_ISSUER: &str = "ACONFORMANCEKITISSUER";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    description: String,
+    request: Value,
+    expect: Expectation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectation {
+    #[serde(default)]
+    echo: bool,
+    decision: Option<String>,
+    reason: Option<String>,
+    account: Option<String>,
+    name: Option<String>,
+    publish: Option<Vec<String>>,
+    subscribe: Option<Vec<String>>,
+    expires_in_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Refusal {
+    description: String,
+    settings: Value,
+    error_contains: String,
+}
+
+/// The outcome of one case.
+#[derive(Debug)]
+pub struct CaseResult {
+    pub file: String,
+    pub description: String,
+    /// `None` when the case passed, else what differed.
+    pub failure: Option<String>,
+}
+
+/// Runs every case of the kit in `kit` against the policy at `policy`.
+pub async fn run(
+    sandbox: &Arc<Sandbox>,
+    policy: &Path,
+    kit: &Path,
+    limits: PolicyLimits,
+    cache: Option<&CompiledCache>,
+) -> anyhow::Result<Vec<CaseResult>> {
+    let settings_path = kit.join("settings.json");
+    let settings = if settings_path.exists() {
+        std::fs::read_to_string(&settings_path)
+            .with_context(|| format!("cannot read {}", settings_path.display()))?
+    } else {
+        "{}".to_string()
+    };
+    let mut results = Vec::new();
+    let loaded = LoadedPolicy::load(sandbox, policy, &settings, limits, cache).await?;
+    for (file, text) in read_folder(&kit.join("cases"))? {
+        let case: Case = serde_json::from_str(&text)
+            .with_context(|| format!("{file} is not a conformance case"))?;
+        let failure = match parse_request(&case.request.to_string()) {
+            Err(error) => Some(format!("bad fixture: {error:#}")),
+            Ok(request) => {
+                let request = to_policy_request(&request, KIT_ISSUER);
+                let decision = loaded.evaluate(&request).await;
+                compare(&request, decision, &case.expect)
+            }
+        };
+        results.push(CaseResult {
+            file,
+            description: case.description,
+            failure,
+        });
+    }
+    for (file, text) in read_folder(&kit.join("refused"))? {
+        let refusal: Refusal = serde_json::from_str(&text)
+            .with_context(|| format!("{file} is not a settings-refusal case"))?;
+        let loaded = LoadedPolicy::load(
+            sandbox,
+            policy,
+            &refusal.settings.to_string(),
+            limits,
+            cache,
+        )
+        .await;
+        let failure = match loaded {
+            Ok(_) => Some("the policy accepted the settings".to_string()),
+            Err(LoadError::SettingsRefused { reason, .. })
+                if reason.contains(&refusal.error_contains) =>
+            {
+                None
+            }
+            Err(LoadError::SettingsRefused { reason, .. }) => Some(format!(
+                "refused with {reason:?}, which does not contain {:?}",
+                refusal.error_contains
+            )),
+            Err(other) => Some(format!("failed to load instead of refusing: {other}")),
+        };
+        results.push(CaseResult {
+            file,
+            description: refusal.description,
+            failure,
+        });
+    }
+    Ok(results)
+}
+
+/// The `.json` files of a folder, sorted by name; none if it does not exist.
+fn read_folder(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((name, text))
+        })
+        .collect()
+}
+
+fn compare(
+    request: &AuthRequest,
+    decision: Result<Decision, crate::policy::CallError>,
+    expect: &Expectation,
+) -> Option<String> {
+    let decision = match decision {
+        Ok(decision) => decision,
+        Err(error) => return Some(format!("the call failed: {error}")),
+    };
+    if expect.echo {
+        let Decision::Deny(reason) = decision else {
+            return Some("an echo policy must deny with the request as its reason".into());
+        };
+        let echoed: Value = match serde_json::from_str(&reason) {
+            Ok(value) => value,
+            Err(error) => return Some(format!("the echo is not JSON ({error}): {reason:.200}")),
+        };
+        let expected = echo_of(request);
+        return (echoed != expected).then(|| first_difference("", &expected, &echoed));
+    }
+    match (expect.decision.as_deref(), decision) {
+        (Some("deny"), Decision::Deny(reason)) => match &expect.reason {
+            Some(wanted) if *wanted != reason => {
+                Some(format!("denied with {reason:?}, expected {wanted:?}"))
+            }
+            _ => None,
+        },
+        (Some("allow"), Decision::Allow(grant)) => {
+            let checks: [(&str, Option<Value>, Value); 5] = [
+                (
+                    "account",
+                    expect.account.clone().map(Value::from),
+                    json!(grant.account),
+                ),
+                (
+                    "name",
+                    expect.name.clone().map(Value::from),
+                    json!(grant.name),
+                ),
+                (
+                    "publish",
+                    expect.publish.clone().map(Value::from),
+                    json!(grant.publish.allow),
+                ),
+                (
+                    "subscribe",
+                    expect.subscribe.clone().map(Value::from),
+                    json!(grant.subscribe.allow),
+                ),
+                (
+                    "expires_in_secs",
+                    expect.expires_in_secs.map(Value::from),
+                    json!(grant.expires_in_secs),
+                ),
+            ];
+            checks.into_iter().find_map(|(field, wanted, got)| {
+                let wanted = wanted?;
+                (wanted != got).then(|| format!("allowed with {field} = {got}, expected {wanted}"))
+            })
+        }
+        (Some("allow"), Decision::Deny(reason)) => {
+            Some(format!("denied with {reason:?}, expected allow"))
+        }
+        (Some("deny"), Decision::Allow(grant)) => {
+            Some(format!("allowed into {:?}, expected deny", grant.account))
+        }
+        (other, _) => Some(format!(
+            "bad fixture: expect.decision is {other:?}, not \"allow\" or \"deny\""
+        )),
+    }
+}
+
+/// Names the first place where two JSON values differ.
+fn first_difference(path: &str, expected: &Value, got: &Value) -> String {
+    match (expected, got) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                let inner = format!("{path}.{key}");
+                match b.get(key) {
+                    None => return format!("the echo lacks {inner}"),
+                    Some(other) if other != value => return first_difference(&inner, value, other),
+                    _ => {}
+                }
+            }
+            match b.keys().find(|key| !a.contains_key(*key)) {
+                Some(extra) => format!("the echo has an unexpected {path}.{extra}"),
+                None => format!("{path} differs"),
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+            .map(|(i, (x, y))| first_difference(&format!("{path}[{i}]"), x, y))
+            .unwrap_or_else(|| format!("{path} differs")),
+        _ => {
+            let shorten = |v: &Value| {
+                let text = v.to_string();
+                if text.len() > 120 {
+                    format!(
+                        "{}… ({} bytes)",
+                        &text[..text.floor_char_boundary(120)],
+                        text.len()
+                    )
+                } else {
+                    text
+                }
+            };
+            format!(
+                "{path}: echoed {}, expected {}",
+                shorten(got),
+                shorten(expected)
+            )
+        }
+    }
+}
+
+/// The request as an echo policy must render it: every WIT field under its
+/// WIT name (`-` written `_`), `null` for an absent option, and the one u64
+/// (`client_info.id`) as a decimal string, since JavaScript numbers cannot
+/// hold every u64.
+pub fn echo_of(request: &AuthRequest) -> Value {
+    let server = &request.server;
+    let info = &request.client_info;
+    let opts = &request.connect_opts;
+    json!({
+        "server": {
+            "name": server.name,
+            "host": server.host,
+            "id": server.id,
+            "version": server.version,
+            "cluster": server.cluster,
+            "tags": server.tags,
+            "xkey": server.xkey,
+        },
+        "user_nkey": request.user_nkey,
+        "client_info": {
+            "host": info.host,
+            "id": info.id.map(|id| id.to_string()),
+            "user": info.user,
+            "name": info.name,
+            "tags": info.tags,
+            "name_tag": info.name_tag,
+            "kind": info.kind,
+            "client_type": info.client_type,
+            "mqtt_id": info.mqtt_id,
+            "nonce": info.nonce,
+        },
+        "connect_opts": {
+            "jwt": opts.jwt,
+            "nkey": opts.nkey,
+            "sig": opts.sig,
+            "auth_token": opts.auth_token,
+            "user": opts.user,
+            "pass": opts.pass,
+            "name": opts.name,
+            "lang": opts.lang,
+            "version": opts.version,
+            "protocol": opts.protocol,
+        },
+        "client_tls": request.client_tls.as_ref().map(|tls| json!({
+            "version": tls.version,
+            "cipher": tls.cipher,
+            "certs": tls.certs,
+            "verified_chains": tls.verified_chains,
+        })),
+        "issuer": request.issuer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_are_named_by_path() {
+        let expected = json!({"a": {"b": [1, 2]}, "c": "x"});
+        assert_eq!(
+            first_difference("", &expected, &json!({"a": {"b": [1, 3]}, "c": "x"})),
+            ".a.b[1]: echoed 3, expected 2"
+        );
+        assert_eq!(
+            first_difference("", &expected, &json!({"a": {"b": [1, 2]}})),
+            "the echo lacks .c"
+        );
+        assert_eq!(
+            first_difference(
+                "",
+                &expected,
+                &json!({"a": {"b": [1, 2]}, "c": "x", "d": 1})
+            ),
+            "the echo has an unexpected .d"
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! Policies in every language. The conformance kit (`tests/conformance`)
+//! runs through `nats-callout check --kit` against the token-table example
+//! and the echo policy of Rust, Go, JavaScript and Python; then each
+//! language's token-table serves real clients through a real nats-server.
+//! Instance reuse (`calls_per_instance`) is checked here too.
+
+use std::time::Duration;
+
+use async_nats::ConnectOptions;
+use serde_json::Value;
+
+use super::{
+    TOKEN_TABLE_SETTINGS, assert_authorization_violation, connect, connect_as, run_cli, sorted,
+    user_info,
+};
+use crate::harness::{CalloutSpec, NatsServer, ServerXkey, policy_wasm, stack, workspace};
+
+/// Runs a kit against a policy and fails with the kit's report.
+fn conformance(policy: &str, kit: &str) {
+    let wasm = policy_wasm(policy);
+    let kit = workspace().join("tests/conformance").join(kit);
+    let output = run_cli(&[
+        "check",
+        "--policy",
+        &wasm.to_string_lossy(),
+        "--kit",
+        &kit.to_string_lossy(),
+        // The kit checks what reaches the policy, not speed: its large
+        // echo case takes an interpreter over 100 ms.
+        "--timeout-ms",
+        "5000",
+    ]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{policy} fails {}:\n{report}\n{}",
+        kit.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!report.contains("FAIL"), "{report}");
+    assert!(report.contains(" 0 failed"), "{report}");
+}
+
+#[test]
+fn the_kit_passes_for_rust() {
+    conformance("token-table", "token-table");
+    conformance("echo-policy", "echo");
+}
+
+#[test]
+fn the_kit_passes_for_go() {
+    conformance("token-table-go", "token-table");
+    conformance("echo-go", "echo");
+}
+
+#[test]
+fn the_kit_passes_for_javascript() {
+    conformance("token-table-js", "token-table");
+    conformance("echo-js", "echo");
+}
+
+#[test]
+fn the_kit_passes_for_python() {
+    conformance("token-table-py", "token-table");
+    conformance("echo-py", "echo");
+}
+
+/// Serves `policy` (a token-table in some language) and checks what the
+/// Rust example's end-to-end test checks: exact grants, and denials with the
+/// policy's reason in both logs.
+async fn token_table_serves_clients(policy: &str, extra_policy_toml: &str) {
+    let spec = CalloutSpec {
+        policy,
+        settings_toml: TOKEN_TABLE_SETTINGS,
+        accounts: &["APP", "OTHER"],
+        with_xkey: true,
+        extra_policy_toml,
+        nkey_auth: false,
+    };
+    let (server, callout) = stack(ServerXkey::Service, 3, &spec);
+
+    for _ in 0..3 {
+        let client = connect(&server.url(), ConnectOptions::with_token("s3cr3t".into()))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{policy}: the token is not admitted: {e}\n{}",
+                    callout.log()
+                )
+            });
+        let info = user_info(&client).await;
+        assert_eq!(info["account"], "APP");
+        assert_eq!(
+            sorted(&info["permissions"]["publish"]["allow"]),
+            ["$SYS.REQ.USER.INFO", "app.>"]
+        );
+        assert_eq!(
+            sorted(&info["permissions"]["subscribe"]["allow"]),
+            ["_INBOX.>", "app.>"]
+        );
+    }
+
+    let alice = connect(
+        &server.url(),
+        ConnectOptions::with_user_and_password("alice".into(), "wonderland".into()),
+    )
+    .await
+    .expect("alice is admitted");
+    let info = user_info(&alice).await;
+    assert_eq!(info["account"], "OTHER");
+    assert_eq!(info["user"], "Alice");
+    let expires = info["expires"].as_f64().unwrap_or(0.0);
+    assert!(
+        (590e9..=600e9).contains(&expires),
+        "expires = {}",
+        info["expires"]
+    );
+
+    assert_authorization_violation(
+        connect(
+            &server.url(),
+            ConnectOptions::with_user_and_password("alice".into(), "nope".into()),
+        )
+        .await,
+    );
+    assert_authorization_violation(
+        connect(&server.url(), ConnectOptions::with_token("guess".into())).await,
+    );
+    callout.wait_for_log(
+        "wrong password for user \\\"alice\\\"",
+        Duration::from_secs(5),
+    );
+    let server_log = server.log();
+    assert!(
+        server_log.contains("policy denied: unknown token"),
+        "server log:\n{server_log}"
+    );
+    let log = callout.log();
+    assert!(
+        !log.contains("s3cr3t") && !log.contains("wonderland"),
+        "secrets in the log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_policy_serves_clients_through_nats_server() {
+    token_table_serves_clients("token-table-go", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_policy_serves_clients_through_nats_server() {
+    token_table_serves_clients("token-table-js", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_policy_serves_clients_through_nats_server_reusing_instances() {
+    token_table_serves_clients("token-table-py", "calls_per_instance = 50").await;
+}
+
+/// The user name the hostile policy's `count` user gets: `call-N`, N being
+/// the calls its instance has served.
+async fn count(server: &NatsServer) -> String {
+    let client = connect_as(server, "count").await.expect("admitted");
+    let info: Value = user_info(&client).await;
+    info["user"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_instances_are_recycled_after_their_calls_and_after_a_trap() {
+    let (server, callout) = stack(
+        ServerXkey::None,
+        3,
+        &CalloutSpec::hostile("account = \"APP\"", "calls_per_instance = 3"),
+    );
+    // One client at a time, so one instance serves them in turn.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(count(&server).await);
+    }
+    assert_eq!(seen, ["call-1", "call-2", "call-3", "call-1"]);
+
+    // A trap drops the instance it happened in: the next call starts afresh.
+    assert_eq!(count(&server).await, "call-2");
+    assert_authorization_violation(connect_as(&server, "panic").await);
+    assert_eq!(count(&server).await, "call-1");
+    callout.wait_for_log("calls_per_instance=3", Duration::from_secs(1));
+}

@@ -1,0 +1,43 @@
+"""Conformance echo policy (Python): denies every request with the request
+rendered as JSON, in the format of tests/conformance/README.md, so the kit can
+check that every field reached the policy intact."""
+
+import json
+
+from nats_callout import Request, deny, export_policy
+
+
+def echo(r: Request) -> dict:
+    server, info, opts, tls = r.server, r.client_info, r.connect_opts, r.client_tls
+    return {
+        "server": {
+            "name": server.name, "host": server.host, "id": server.id, "version": server.version,
+            "cluster": server.cluster, "tags": server.tags, "xkey": server.xkey,
+        },
+        "user_nkey": r.user_nkey,
+        "client_info": {
+            "host": info.host, "id": None if info.id is None else str(info.id), "user": info.user,
+            "name": info.name, "tags": info.tags, "name_tag": info.name_tag, "kind": info.kind,
+            "client_type": info.client_type, "mqtt_id": info.mqtt_id, "nonce": info.nonce,
+        },
+        "connect_opts": {
+            "jwt": opts.jwt, "nkey": opts.nkey, "sig": opts.sig, "auth_token": opts.auth_token,
+            "user": opts.user, "pass": opts.pass_, "name": opts.name, "lang": opts.lang,
+            "version": opts.version, "protocol": opts.protocol,
+        },
+        "client_tls": None if tls is None else {
+            "version": tls.version, "cipher": tls.cipher, "certs": tls.certs, "verified_chains": tls.verified_chains,
+        },
+        "issuer": r.issuer,
+    }
+
+
+class Echo:
+    def __init__(self, settings: str):
+        pass
+
+    def authorize(self, request: Request):
+        return deny(json.dumps(echo(request), ensure_ascii=False))
+
+
+WitWorld = export_policy(Echo)
