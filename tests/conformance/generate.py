@@ -123,3 +123,10 @@ echo_cases = {
 write("echo", "settings", {})
 for name, (description, value) in echo_cases.items():
     write("echo/cases", name, {"description": description, "request": value, "expect": {"echo": True}})
+
+write("sandbox", "settings", {})
+write("sandbox/cases", "nothing-reachable", {
+    "description": "the policy reaches no file, directory, environment variable, argument or socket",
+    "request": request({"user": "sandbox-probe"}),
+    "expect": deny("file=false dir=false env=0 args=0 net=false"),
+})

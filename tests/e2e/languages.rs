@@ -45,24 +45,28 @@ fn conformance(policy: &str, kit: &str) {
 fn the_kit_passes_for_rust() {
     conformance("token-table", "token-table");
     conformance("echo-policy", "echo");
+    conformance("echo-policy", "sandbox");
 }
 
 #[test]
 fn the_kit_passes_for_go() {
     conformance("token-table-go", "token-table");
     conformance("echo-go", "echo");
+    conformance("echo-go", "sandbox");
 }
 
 #[test]
 fn the_kit_passes_for_javascript() {
     conformance("token-table-js", "token-table");
     conformance("echo-js", "echo");
+    conformance("echo-js", "sandbox");
 }
 
 #[test]
 fn the_kit_passes_for_python() {
     conformance("token-table-py", "token-table");
     conformance("echo-py", "echo");
+    conformance("echo-py", "sandbox");
 }
 
 /// Serves `policy` (a token-table in some language) and checks what the

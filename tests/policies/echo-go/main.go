@@ -1,15 +1,21 @@
 // Conformance echo policy (Go): denies every request with the request
 // rendered as JSON, in the format of tests/conformance/README.md, so the kit
 // can check that every field reached the policy intact.
+//
+// The user `sandbox-probe` instead gets what the policy could reach of the
+// filesystem, environment, arguments and network (the `sandbox` kit expects
+// nothing): `file=false dir=false env=0 args=0 net=false`.
 package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"os"
 	"strconv"
 
 	"github.com/nats-callout/nats-callout/sdk/go/callout"
 )
-
 
 // opt renders an optional string as the string or null.
 func opt(value interface {
@@ -24,7 +30,22 @@ func opt(value interface {
 
 type echo struct{}
 
+// probe reports what the sandbox lets the policy reach.
+func probe() string {
+	_, fileErr := os.ReadFile("/etc/hostname")
+	_, dirErr := os.ReadDir("/")
+	conn, netErr := net.Dial("tcp", "127.0.0.1:4222")
+	if conn != nil {
+		conn.Close()
+	}
+	return fmt.Sprintf("file=%t dir=%t env=%d args=%d net=%t",
+		fileErr == nil, dirErr == nil, len(os.Environ()), len(os.Args), netErr == nil)
+}
+
 func (echo) Authorize(r *callout.Request) callout.Decision {
+	if user, ok := r.User(); ok && user == "sandbox-probe" {
+		return callout.Deny(probe())
+	}
 	var id any
 	if r.ClientInfo.Id.IsSome() {
 		id = strconv.FormatUint(r.ClientInfo.Id.Some(), 10)

@@ -1,6 +1,13 @@
 // Conformance echo policy (plain JavaScript): denies every request with the
 // request rendered as JSON, in the format of tests/conformance/README.md, so
 // the kit can check that every field reached the policy intact.
+//
+// The user `sandbox-probe` instead gets what the policy could reach of the
+// filesystem, environment, arguments and network (the `sandbox` kit expects
+// nothing): `file=false dir=false env=0 args=0 net=false`. StarlingMonkey
+// gives JavaScript no file, environment, argument or socket API, so this
+// checks those stay absent. `fetch` exists but traps when called (a deny):
+// the build leaves out wasi:http, and the host links none.
 import { definePolicy, deny } from 'nats-callout-sdk';
 
 const opt = (value) => (value === undefined ? null : value);
@@ -30,6 +37,15 @@ function echo(r) {
   };
 }
 
+function probe() {
+  const file = typeof globalThis.require === 'function' || typeof globalThis.Deno === 'object';
+  const env = typeof globalThis.process === 'object' ? Object.keys(globalThis.process.env ?? {}).length : 0;
+  const args = typeof globalThis.process === 'object' ? (globalThis.process.argv ?? []).length : 0;
+  const net = typeof globalThis.WebSocket === 'function';
+  return `file=${file} dir=${file} env=${env} args=${args} net=${net}`;
+}
+
 export const { init, authorize } = definePolicy(() => ({
-  authorize: (request) => deny(JSON.stringify(echo(request))),
+  authorize: (request) =>
+    request.user() === 'sandbox-probe' ? deny(probe()) : deny(JSON.stringify(echo(request))),
 }));

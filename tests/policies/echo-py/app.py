@@ -1,8 +1,15 @@
 """Conformance echo policy (Python): denies every request with the request
 rendered as JSON, in the format of tests/conformance/README.md, so the kit can
-check that every field reached the policy intact."""
+check that every field reached the policy intact.
+
+The user ``sandbox-probe`` instead gets what the policy could reach of the
+filesystem, environment, arguments and network (the ``sandbox`` kit expects
+nothing): ``file=false dir=false env=0 args=0 net=false``."""
 
 import json
+import os
+import socket
+import sys
 
 from nats_callout import Request, deny, export_policy
 
@@ -32,11 +39,29 @@ def echo(r: Request) -> dict:
     }
 
 
+def reaches(attempt) -> bool:
+    try:
+        attempt()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means denied
+        return False
+
+
+def probe() -> str:
+    file = reaches(lambda: open("/etc/hostname").read())
+    directory = reaches(lambda: os.listdir("/"))
+    net = reaches(lambda: socket.create_connection(("127.0.0.1", 4222), timeout=1).close())
+    args = len([arg for arg in sys.argv if arg])  # CPython puts '' in argv[0] when there are none
+    return f"file={str(file).lower()} dir={str(directory).lower()} env={len(os.environ)} args={args} net={str(net).lower()}"
+
+
 class Echo:
     def __init__(self, settings: str):
         pass
 
     def authorize(self, request: Request):
+        if request.user() == "sandbox-probe":
+            return deny(probe())
         return deny(json.dumps(echo(request), ensure_ascii=False))
 
 

@@ -1,6 +1,10 @@
 //! Conformance echo policy (Rust): denies every request with the request
 //! rendered as JSON, in the format of `tests/conformance/README.md`, so the
 //! kit can check that every field reached the policy intact.
+//!
+//! The user `sandbox-probe` instead gets what the policy could reach of the
+//! filesystem, environment, arguments and network (the `sandbox` kit expects
+//! nothing): `file=false dir=false env=0 args=0 net=false`.
 
 use nats_callout_sdk::{AuthRequest, Decision, Policy, export_policy};
 use serde_json::json;
@@ -37,12 +41,25 @@ pub fn echo(request: &AuthRequest) -> serde_json::Value {
     })
 }
 
+/// What the sandbox lets the policy reach.
+fn probe() -> String {
+    let file = std::fs::read_to_string("/etc/hostname").is_ok();
+    let dir = std::fs::read_dir("/").is_ok();
+    let env = std::env::vars().count();
+    let args = std::env::args().count();
+    let net = std::net::TcpStream::connect("127.0.0.1:4222").is_ok();
+    format!("file={file} dir={dir} env={env} args={args} net={net}")
+}
+
 impl Policy for Echo {
     fn init(_settings: &str) -> Result<Self, String> {
         Ok(Echo)
     }
 
     fn authorize(&self, request: &AuthRequest) -> Decision {
+        if request.user() == Some("sandbox-probe") {
+            return Decision::deny(probe());
+        }
         Decision::deny(echo(request).to_string())
     }
 }
