@@ -203,6 +203,14 @@ impl Config {
             }
         };
         resolve(&mut self.policy.wasm);
+        if let Some(dir) = self
+            .policy
+            .cache_dir
+            .as_mut()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            resolve(dir);
+        }
         for p in [
             &mut self.nats.nkey_seed_file,
             &mut self.nats.creds_file,
@@ -369,6 +377,38 @@ tokens = { s3cr3t = { account = "APP" } }
         assert_eq!(config.nats.queue_group, "nats-callout");
         assert_eq!(config.policy.deny, DenyMode::Error);
         assert_eq!(config.policy.timeout_ms, 100);
+        assert_eq!(config.policy.calls_per_instance, 1);
+    }
+
+    #[test]
+    fn the_policy_cache_can_be_moved_or_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let moved = GOOD.replace(
+            "accounts = [\"APP\"]",
+            "accounts = [\"APP\"]\ncache_dir = \"cache\"",
+        );
+        let config = Config::load(&write(dir.path(), &moved)).unwrap();
+        let cache = config.policy_cache().expect("a cache");
+        assert_eq!(cache.dir(), dir.path().join("cache"));
+        let off = GOOD.replace(
+            "accounts = [\"APP\"]",
+            "accounts = [\"APP\"]\ncache_dir = \"\"",
+        );
+        let config = Config::load(&write(dir.path(), &off)).unwrap();
+        assert!(config.policy_cache().is_none());
+    }
+
+    #[test]
+    fn calls_per_instance_must_be_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero = GOOD.replace(
+            "accounts = [\"APP\"]",
+            "accounts = [\"APP\"]\ncalls_per_instance = 0",
+        );
+        let err = Config::load(&write(dir.path(), &zero))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("calls_per_instance = 0"), "{err}");
     }
 
     #[test]

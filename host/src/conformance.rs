@@ -15,7 +15,9 @@
 //! `subscribe`, `expires_in_secs` (compared when present), or
 //! `{"echo": true}`: the policy must deny with a reason that is the request
 //! rendered as JSON by [`echo_of`], which proves every field reached the
-//! policy intact. Each `refused` case loads the policy with its `settings`
+//! policy intact. `{"call_fails": "..."}` expects the call itself to fail
+//! (a timeout, the memory cap, a trap) with a message containing the text.
+//! Each `refused` case loads the policy with its `settings`
 //! and expects the load to fail with a message containing `error_contains`.
 
 use std::path::{Path, PathBuf};
@@ -48,6 +50,7 @@ struct Case {
 struct Expectation {
     #[serde(default)]
     echo: bool,
+    call_fails: Option<String>,
     decision: Option<String>,
     reason: Option<String>,
     account: Option<String>,
@@ -171,6 +174,17 @@ fn compare(
     decision: Result<Decision, crate::policy::CallError>,
     expect: &Expectation,
 ) -> Option<String> {
+    if let Some(wanted) = &expect.call_fails {
+        return match decision {
+            Err(error) if error.to_string().contains(wanted.as_str()) => None,
+            Err(error) => Some(format!(
+                "the call failed with {error:?}, expected {wanted:?}"
+            )),
+            Ok(decision) => Some(format!(
+                "the call answered {decision:?}, expected it to fail with {wanted:?}"
+            )),
+        };
+    }
     let decision = match decision {
         Ok(decision) => decision,
         Err(error) => return Some(format!("the call failed: {error}")),

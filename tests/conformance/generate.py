@@ -130,3 +130,13 @@ write("sandbox/cases", "nothing-reachable", {
     "request": request({"user": "sandbox-probe"}),
     "expect": deny("file=false dir=false env=0 args=0 net=false"),
 })
+write("sandbox/cases", "deadline", {
+    "description": "a policy that never returns is stopped at its deadline",
+    "request": request({"user": "sandbox-loop"}),
+    "expect": {"call_fails": "timed out"},
+})
+write("sandbox/cases", "memory-cap", {
+    "description": "a policy that allocates 1 GiB is stopped at the memory cap",
+    "request": request({"user": "sandbox-alloc"}),
+    "expect": {"call_fails": "memory cap"},
+})

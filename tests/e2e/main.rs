@@ -83,6 +83,20 @@ fn sorted(list: &Value) -> Vec<String> {
     items
 }
 
+/// What `TOKEN_TABLE_SETTINGS` grants the token `s3cr3t`, as USER.INFO shows it.
+fn assert_token_grant(info: &Value) {
+    assert_eq!(info["account"], "APP");
+    // The server does not keep the order of permission lists.
+    assert_eq!(
+        sorted(&info["permissions"]["publish"]["allow"]),
+        ["$SYS.REQ.USER.INFO", "app.>"]
+    );
+    assert_eq!(
+        sorted(&info["permissions"]["subscribe"]["allow"]),
+        ["_INBOX.>", "app.>"]
+    );
+}
+
 fn assert_authorization_violation(result: Result<async_nats::Client, async_nats::ConnectError>) {
     match result {
         Ok(_) => panic!("the client was admitted"),
@@ -112,17 +126,7 @@ async fn an_allowed_client_gets_exactly_its_permissions() {
     .await
     .expect("the token is admitted");
 
-    let info = user_info(&client).await;
-    assert_eq!(info["account"], "APP");
-    // The server does not keep the order of permission lists.
-    assert_eq!(
-        sorted(&info["permissions"]["publish"]["allow"]),
-        ["$SYS.REQ.USER.INFO", "app.>"]
-    );
-    assert_eq!(
-        sorted(&info["permissions"]["subscribe"]["allow"]),
-        ["_INBOX.>", "app.>"]
-    );
+    assert_token_grant(&user_info(&client).await);
 
     // Inside the grant: a round trip on app.echo works.
     let mut sub = client.subscribe("app.echo").await.unwrap();

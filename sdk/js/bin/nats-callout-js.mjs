@@ -4,12 +4,15 @@
 //
 //   nats-callout-js build src/policy.ts -o policy.wasm
 //   nats-callout-js test test/*.test.ts
+//   nats-callout-js typecheck
 //
 // `build` bundles the entry module and its imports (npm packages included)
 // into one ES module with esbuild, then componentizes it with
 // componentize-js against wit/policy.wit. Nothing is fetched from the network.
 // `test` bundles each test file for Node, with the host's `log` replaced by
 // one that writes to standard error, and runs them with `node --test`.
+// `typecheck` runs the TypeScript compiler (`tsc --noEmit`) on the project
+// in the current folder (its tsconfig.json): esbuild strips types unchecked.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -100,6 +103,14 @@ async function test(files) {
   }
 }
 
+function typecheck() {
+  const tsc = join(sdkDir, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (!existsSync(tsc)) fail(`no TypeScript compiler at ${tsc}: run npm ci in ${sdkDir}`);
+  const run = spawnSync(process.execPath, [tsc, '--noEmit', '-p', '.'], { stdio: 'inherit' });
+  process.exitCode = run.status ?? 1;
+  if (process.exitCode !== 0) fail('type errors');
+}
+
 const [command, ...args] = process.argv.slice(2);
 try {
   if (command === 'build') {
@@ -109,8 +120,10 @@ try {
     await build(entry, out);
   } else if (command === 'test') {
     await test(args);
+  } else if (command === 'typecheck') {
+    typecheck();
   } else {
-    fail('usage: nats-callout-js build <entry> -o <policy.wasm> | test <test files...>');
+    fail('usage: nats-callout-js build <entry> -o <policy.wasm> | test <test files...> | typecheck');
   }
 } catch (error) {
   fail(error?.message ?? String(error));

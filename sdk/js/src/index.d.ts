@@ -106,14 +106,9 @@ export type Decision = { tag: 'allow'; val: GrantRecord } | { tag: 'deny'; val: 
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
-/** One connection attempt: the request's fields, plus accessors. */
-export class Request implements AuthRequest {
-  server: ServerId;
-  userNkey: string;
-  clientInfo: ClientInfo;
-  connectOpts: ConnectOpts;
-  clientTls?: ClientTls;
-  issuer: string;
+/** One connection attempt: the request's fields (merged in from `AuthRequest`), plus accessors. */
+export interface Request extends AuthRequest {}
+export class Request {
   constructor(raw: AuthRequest);
   /** The token the client sent (`nats://token@host`). */
   token(): string | undefined;

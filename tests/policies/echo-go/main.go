@@ -4,7 +4,9 @@
 //
 // The user `sandbox-probe` instead gets what the policy could reach of the
 // filesystem, environment, arguments and network (the `sandbox` kit expects
-// nothing): `file=false dir=false env=0 args=0 net=false`.
+// nothing): `file=false dir=false env=0 args=0 net=false`. The user
+// `sandbox-loop` never returns, and `sandbox-alloc` allocates 1 GiB: the
+// host's deadline and memory cap must stop them.
 package main
 
 import (
@@ -30,6 +32,9 @@ func opt(value interface {
 
 type echo struct{}
 
+// sink keeps the busy loop from being optimized away.
+var sink int
+
 // probe reports what the sandbox lets the policy reach.
 func probe() string {
 	_, fileErr := os.ReadFile("/etc/hostname")
@@ -43,8 +48,19 @@ func probe() string {
 }
 
 func (echo) Authorize(r *callout.Request) callout.Decision {
-	if user, ok := r.User(); ok && user == "sandbox-probe" {
-		return callout.Deny(probe())
+	if user, ok := r.User(); ok {
+		switch user {
+		case "sandbox-probe":
+			return callout.Deny(probe())
+		case "sandbox-loop":
+			for spins := 0; ; spins++ {
+				sink = spins
+			}
+		case "sandbox-alloc":
+			block := make([]byte, 1<<30)
+			block[len(block)-1] = 1
+			return callout.Deny(fmt.Sprintf("allocated %d bytes", len(block)))
+		}
 	}
 	var id any
 	if r.ClientInfo.Id.IsSome() {

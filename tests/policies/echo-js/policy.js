@@ -7,7 +7,9 @@
 // nothing): `file=false dir=false env=0 args=0 net=false`. StarlingMonkey
 // gives JavaScript no file, environment, argument or socket API, so this
 // checks those stay absent. `fetch` exists but traps when called (a deny):
-// the build leaves out wasi:http, and the host links none.
+// the build leaves out wasi:http, and the host links none. The user
+// `sandbox-loop` never returns, and `sandbox-alloc` allocates 1 GiB: the
+// host's deadline and memory cap must stop them.
 import { definePolicy, deny } from 'nats-callout-sdk';
 
 const opt = (value) => (value === undefined ? null : value);
@@ -46,6 +48,19 @@ function probe() {
 }
 
 export const { init, authorize } = definePolicy(() => ({
-  authorize: (request) =>
-    request.user() === 'sandbox-probe' ? deny(probe()) : deny(JSON.stringify(echo(request))),
+  authorize(request) {
+    switch (request.user()) {
+      case 'sandbox-probe':
+        return deny(probe());
+      case 'sandbox-loop':
+        for (;;) {}
+      case 'sandbox-alloc': {
+        const block = new Uint8Array(1 << 30);
+        block[block.length - 1] = 1;
+        return deny(`allocated ${block.length} bytes`);
+      }
+      default:
+        return deny(JSON.stringify(echo(request)));
+    }
+  },
 }));

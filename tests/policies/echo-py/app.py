@@ -4,7 +4,9 @@ check that every field reached the policy intact.
 
 The user ``sandbox-probe`` instead gets what the policy could reach of the
 filesystem, environment, arguments and network (the ``sandbox`` kit expects
-nothing): ``file=false dir=false env=0 args=0 net=false``."""
+nothing): ``file=false dir=false env=0 args=0 net=false``. The user
+``sandbox-loop`` never returns, and ``sandbox-alloc`` allocates 1 GiB: the
+host's deadline and memory cap must stop them."""
 
 import json
 import os
@@ -60,8 +62,15 @@ class Echo:
         pass
 
     def authorize(self, request: Request):
-        if request.user() == "sandbox-probe":
+        user = request.user()
+        if user == "sandbox-probe":
             return deny(probe())
+        if user == "sandbox-loop":
+            while True:
+                pass
+        if user == "sandbox-alloc":
+            block = bytearray(1 << 30)
+            return deny(f"allocated {len(block)} bytes")
         return deny(json.dumps(echo(request), ensure_ascii=False))
 
 

@@ -4,7 +4,9 @@
 //!
 //! The user `sandbox-probe` instead gets what the policy could reach of the
 //! filesystem, environment, arguments and network (the `sandbox` kit expects
-//! nothing): `file=false dir=false env=0 args=0 net=false`.
+//! nothing): `file=false dir=false env=0 args=0 net=false`. The user
+//! `sandbox-loop` never returns, and `sandbox-alloc` allocates 1 GiB: the
+//! host's deadline and memory cap must stop them.
 
 use nats_callout_sdk::{AuthRequest, Decision, Policy, export_policy};
 use serde_json::json;
@@ -57,8 +59,16 @@ impl Policy for Echo {
     }
 
     fn authorize(&self, request: &AuthRequest) -> Decision {
-        if request.user() == Some("sandbox-probe") {
-            return Decision::deny(probe());
+        match request.user() {
+            Some("sandbox-probe") => return Decision::deny(probe()),
+            Some("sandbox-loop") => loop {
+                std::hint::black_box(());
+            },
+            Some("sandbox-alloc") => {
+                let block = std::hint::black_box(vec![1u8; 1 << 30]);
+                return Decision::deny(format!("allocated {} bytes", block.len()));
+            }
+            _ => {}
         }
         Decision::deny(echo(request).to_string())
     }
