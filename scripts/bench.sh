@@ -7,6 +7,9 @@
 #      CPU per connect of nats-server and of nats-callout (from /proc);
 #   3. nats-callout's resident memory with one policy loaded, idle and after the storm.
 # Usage: scripts/bench.sh [CONNECTIONS] [CONCURRENCY]
+# Environment: POLICY=<component> runs the storm with another token-table (such
+# as target/policies/token_table_py.wasm) and CALLS_PER_INSTANCE=<n> sets its
+# reuse; SKIP_CRITERION=<file> reuses criterion output instead of measuring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${1:-3000}
@@ -22,6 +25,7 @@ trap cleanup EXIT
 echo "== per-request cost (criterion) ==" >&2
 if [ -z "${SKIP_CRITERION:-}" ]; then
   cargo bench --locked -p nats-callout --bench request_cost 2>/dev/null | tee "$work/criterion.txt" | grep -E "time:" >&2
+  cp "$work/criterion.txt" target/criterion-last.txt # for SKIP_CRITERION=target/criterion-last.txt
 else
   cp "$SKIP_CRITERION" "$work/criterion.txt"
 fi
@@ -53,8 +57,9 @@ password = "pwd"
 [issuer]
 seed_file = "issuer.seed"
 [policy]
-wasm = "$PWD/target/wasm32-wasip2/release/token_table.wasm"
+wasm = "${POLICY:-$PWD/target/wasm32-wasip2/release/token_table.wasm}"
 accounts = ["APP"]
+calls_per_instance = ${CALLS_PER_INSTANCE:-1}
 [policy.settings.tokens.s3cr3t]
 account = "APP"
 publish = ["app.>"]
@@ -66,7 +71,7 @@ CONF
 server_pid=$!; pids+=("$server_pid")
 RUST_LOG=warn $bin serve --config "$work/callout.toml" > "$work/callout.log" 2>&1 &
 callout_pid=$!; pids+=("$callout_pid")
-for _ in $(seq 200); do
+for _ in $(seq 1200); do
   $bin load --server "nats://127.0.0.1:$port" --token s3cr3t --connections 1 --concurrency 1 --timeout-ms 500 2>/dev/null | grep -q '"succeeded":1' && break
   sleep 0.1
 done

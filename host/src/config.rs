@@ -102,6 +102,12 @@ pub struct PolicyConfig {
     /// it for runtimes that are slow to instantiate (Python).
     #[serde(default = "default_calls_per_instance")]
     pub calls_per_instance: u32,
+    /// Initialized instances kept for reuse between calls (with
+    /// `calls_per_instance` above 1). Calls run on the worker threads and
+    /// rarely wait, so about two per thread serve a busy service; each costs
+    /// the memory of one instance. Default: twice the worker threads.
+    #[serde(default)]
+    pub max_idle_instances: Option<usize>,
     /// Where compiled policies are cached; `""` turns the cache off. Default:
     /// `$NATS_CALLOUT_CACHE_DIR`, else `$XDG_CACHE_HOME/nats-callout`, else
     /// `~/.cache/nats-callout`.
@@ -306,6 +312,21 @@ impl Config {
         Ok(())
     }
 
+    /// Instances kept idle for reuse: none without reuse, else the setting or
+    /// twice the worker threads, never more than `max_in_flight`.
+    pub fn max_idle_instances(&self) -> usize {
+        if self.policy.calls_per_instance <= 1 {
+            return 0;
+        }
+        let workers = self.service.worker_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        });
+        self.policy
+            .max_idle_instances
+            .unwrap_or(2 * workers)
+            .min(self.service.max_in_flight)
+    }
+
     /// The compiled-policy cache this configuration asks for, if any.
     pub fn policy_cache(&self) -> Option<crate::cache::CompiledCache> {
         match &self.policy.cache_dir {
@@ -396,6 +417,21 @@ tokens = { s3cr3t = { account = "APP" } }
         );
         let config = Config::load(&write(dir.path(), &off)).unwrap();
         assert!(config.policy_cache().is_none());
+    }
+
+    #[test]
+    fn idle_instances_only_with_reuse_and_never_above_max_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&write(dir.path(), GOOD)).unwrap();
+        assert_eq!(config.max_idle_instances(), 0);
+        let reuse = GOOD.replace(
+            "accounts = [\"APP\"]",
+            "accounts = [\"APP\"]\ncalls_per_instance = 10\nmax_idle_instances = 500",
+        ) + "[service]\nmax_in_flight = 8\nworker_threads = 3\n";
+        let mut config = Config::load(&write(dir.path(), &reuse)).unwrap();
+        assert_eq!(config.max_idle_instances(), 8);
+        config.policy.max_idle_instances = None;
+        assert_eq!(config.max_idle_instances(), 6);
     }
 
     #[test]

@@ -194,7 +194,7 @@ export class Grant {
   inTimeZone(location: string): this;
   /** The connection types the user may use. */
   connectionTypes(...types: (ConnectionType | ConnectionType[])[]): this;
-  /** The grant record. */
+  /** The grant record: the builder's own, handed over (do not keep building on it afterwards). */
   build(): GrantRecord;
   /** Admits the user with this grant. */
   allow(): Decision;

@@ -357,8 +357,9 @@ class Grant:
         return self
 
     def build(self) -> types.Grant:
-        """The grant record."""
-        return copy.deepcopy(self._grant)
+        """The grant record: the builder's own, handed over (do not keep
+        building on it afterwards)."""
+        return self._grant
 
     def allow(self) -> Decision:
         """Admits the user with this grant."""
