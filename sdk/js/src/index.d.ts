@@ -142,7 +142,9 @@ export interface Policy {
 }
 
 /**
- * Exports a policy from the entry module:
+ * Exports a policy from the entry module (every call runs in a fresh copy of
+ * the policy as `make` left it, unless the operator sets `calls_per_instance`
+ * above 1; `Math.random` may be frozen in that copy: use `crypto.getRandomValues`):
  *
  * ```ts
  * export const { init, authorize } = definePolicy((settings) => new MyPolicy(JSON.parse(settings)));

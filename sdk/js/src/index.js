@@ -138,8 +138,14 @@ export class Request {
   }
 }
 
-// u64 and s64 fields travel as BigInt.
-const big = (value) => BigInt(value);
+// u64 and s64 fields travel as BigInt; fractions are truncated.
+function big(value) {
+  if (typeof value === 'bigint') return value;
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new TypeError(`expected a finite number, got ${String(value)}`);
+  }
+  return BigInt(Math.trunc(value));
+}
 
 /** Builds the grant of an allow decision; every method chains. */
 export class Grant {

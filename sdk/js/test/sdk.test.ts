@@ -68,3 +68,9 @@ test('definePolicy turns a refusal into init\'s error and guards authorize', () 
   ok.init('{"a":1}');
   assert.equal(denyReason(ok.authorize(Request.forTest())), '{"a":1}');
 });
+
+test('64-bit fields take numbers, fractions truncated, and refuse what is not a number', () => {
+  assert.equal(grantOf(Grant.to('APP').expiresIn(1.9).allow())?.expiresInSecs, 1n);
+  assert.equal(grantOf(Grant.to('APP').maxData(5n).allow())?.limits.data, 5n);
+  assert.throws(() => Grant.to('APP').expiresIn(Number.NaN), /finite number/);
+});

@@ -25,7 +25,10 @@ code unit-tests natively with pytest: build requests with
 The class is built once, when the host loads the policy; the host then
 snapshots the initialized policy and runs every ``authorize`` call in a fresh
 copy of it, so whatever ``__init__`` parsed is ready on every call and nothing
-leaks between calls. The request and decision types are those generated from
+leaks between calls — unless the operator sets ``calls_per_instance`` above 1,
+in which case module state persists across the calls one instance serves. The
+``random`` module's state may be frozen in the snapshot: draw from ``secrets`` or
+``os.urandom``, which read the host's random source on every call. The request and decision types are those generated from
 ``wit/policy.wit`` (the reference for every field), in snake_case.
 """
 
@@ -158,7 +161,8 @@ class Request:
 
     def connection_name(self) -> str | None:
         """The client's connection name (from CONNECT, else the server's view)."""
-        return self.raw.connect_opts.name or self.raw.client_info.name
+        name = self.raw.connect_opts.name
+        return name if name is not None else self.raw.client_info.name
 
     def client_certificate(self) -> str | None:
         """The leaf certificate of the client's first verified TLS chain (else
@@ -248,6 +252,21 @@ class Request:
         return self._with(change)
 
 
+def _strings(items) -> list:
+    """The arguments as a list of strings: each may be a string or a list of
+    them (``publish("a", "b")`` and ``publish(["a", "b"])`` are the same)."""
+    flat = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            flat.extend(item)
+        else:
+            flat.append(item)
+    for item in flat:
+        if not isinstance(item, str):
+            raise TypeError(f"expected a string, got {type(item).__name__}: {item!r}")
+    return flat
+
+
 class Grant:
     """Builds the grant of an allow decision; every method chains."""
 
@@ -286,22 +305,22 @@ class Grant:
 
     def publish(self, *subjects: str) -> Grant:
         """Subjects the user may publish to."""
-        self._grant.publish.allow.extend(subjects)
+        self._grant.publish.allow.extend(_strings(subjects))
         return self
 
     def deny_publish(self, *subjects: str) -> Grant:
         """Subjects the user may not publish to."""
-        self._grant.publish.deny.extend(subjects)
+        self._grant.publish.deny.extend(_strings(subjects))
         return self
 
     def subscribe(self, *subjects: str) -> Grant:
         """Subjects the user may subscribe to."""
-        self._grant.subscribe.allow.extend(subjects)
+        self._grant.subscribe.allow.extend(_strings(subjects))
         return self
 
     def deny_subscribe(self, *subjects: str) -> Grant:
         """Subjects the user may not subscribe to."""
-        self._grant.subscribe.deny.extend(subjects)
+        self._grant.subscribe.deny.extend(_strings(subjects))
         return self
 
     def allow_responses(self, max_messages: int, ttl_ms: int) -> Grant:
@@ -317,7 +336,7 @@ class Grant:
 
     def tags(self, *tags: str) -> Grant:
         """Tags recorded in the user JWT."""
-        self._grant.tags.extend(tags)
+        self._grant.tags.extend(_strings(tags))
         return self
 
     def max_subscriptions(self, subs: int) -> Grant:
@@ -337,7 +356,7 @@ class Grant:
 
     def from_networks(self, *cidrs: str) -> Grant:
         """Networks the user may connect from, such as ``10.0.0.0/8``."""
-        self._grant.limits.source_cidrs.extend(cidrs)
+        self._grant.limits.source_cidrs.extend(_strings(cidrs))
         return self
 
     def during(self, start: str, end: str) -> Grant:
@@ -353,7 +372,8 @@ class Grant:
 
     def connection_types(self, *connection_types: ConnectionType) -> Grant:
         """The connection types the user may use."""
-        self._grant.connection_types.extend(connection_types)
+        for item in connection_types:
+            self._grant.connection_types.extend(item if isinstance(item, (list, tuple)) else [item])
         return self
 
     def build(self) -> types.Grant:

@@ -81,3 +81,17 @@ def test_export_policy_turns_a_refusal_into_an_err_and_guards_authorize():
     echo = export_policy(Echo)()
     echo.init('{"a":1}')
     assert deny_reason(echo.authorize(Request.for_test().raw)) == '{"a":1}'
+
+
+def test_lists_and_strings_mix_and_non_strings_are_refused():
+    grant = grant_of(Grant.to("APP").publish(["a.>", "b.>"], "c.>").tags(("t",)).allow())
+    assert grant.publish.allow == ["a.>", "b.>", "c.>"] and grant.tags == ["t"]
+    with pytest.raises(TypeError, match="expected a string"):
+        Grant.to("APP").publish(3)
+
+
+def test_an_empty_connection_name_is_kept():
+    request = Request.for_test()
+    request.raw.connect_opts.name = ""
+    request.raw.client_info.name = "server-side"
+    assert request.connection_name() == ""
