@@ -82,6 +82,8 @@ struct WarmInstance {
     store: Store<CallState>,
     policy: Policy,
     calls_left: u32,
+    /// Its largest memory when it started, in bytes.
+    start_memory: usize,
 }
 
 /// A loaded, initialized policy, ready to evaluate requests concurrently.
@@ -223,6 +225,7 @@ impl LoadedPolicy {
                     }
                 };
                 WarmInstance {
+                    start_memory: store.data().largest_memory(),
                     store,
                     policy,
                     calls_left: self.limits.calls_per_instance.max(1),
@@ -254,9 +257,15 @@ impl LoadedPolicy {
     }
 
     fn keep_idle(&self, warm: WarmInstance) {
-        // Output limits hold for an instance's whole life: retire it while a
-        // next call can still print, so reuse never denies a valid request.
-        if warm.calls_left == 0 || warm.store.data().output_bytes() > OUTPUT_CAPACITY / 2 {
+        // Output and memory limits hold for an instance's whole life: retire
+        // it while a next call still has room, so reuse does not deny valid
+        // requests as the instance fills up.
+        let state = warm.store.data();
+        let memory_room = self.limits.memory_bytes.saturating_sub(warm.start_memory);
+        if warm.calls_left == 0
+            || state.output_bytes() > OUTPUT_CAPACITY / 2
+            || state.largest_memory() > warm.start_memory + memory_room / 2
+        {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()

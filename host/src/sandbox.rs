@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits,
-    StoreLimitsBuilder,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+    StoreLimits, StoreLimitsBuilder,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -117,7 +117,7 @@ impl Sandbox {
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: TrackedLimits,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     stdout_flushed: usize,
@@ -154,7 +154,10 @@ impl CallState {
         CallState {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            limits: TrackedLimits {
+                limits,
+                largest_memory: 0,
+            },
             stdout,
             stderr,
             stdout_flushed: 0,
@@ -170,6 +173,11 @@ impl CallState {
     pub fn start_call(&mut self, ticks_left: u64) {
         self.ticks_left = ticks_left;
         self.log_lines_left = LOG_LINES_PER_CALL;
+    }
+
+    /// The size of the instance's largest linear memory, in bytes.
+    pub fn largest_memory(&self) -> usize {
+        self.limits.largest_memory
     }
 
     /// Bytes the instance has written to stdout and stderr so far (the larger).
@@ -192,6 +200,57 @@ impl CallState {
             }
             *flushed = bytes.len();
         }
+    }
+}
+
+/// The store's limits, remembering how large the instance's memories grew, so
+/// a reused instance can be retired before it reaches its cap.
+pub struct TrackedLimits {
+    limits: StoreLimits,
+    largest_memory: usize,
+}
+
+impl ResourceLimiter for TrackedLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.largest_memory = self.largest_memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

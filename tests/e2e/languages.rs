@@ -179,5 +179,10 @@ async fn reused_instances_are_recycled_after_their_calls_and_after_a_trap() {
     assert_eq!(count(&server).await, "call-2");
     assert_authorization_violation(connect_as(&server, "panic").await);
     assert_eq!(count(&server).await, "call-1");
+
+    // An instance that grew past half its room to the 32 MiB cap is retired
+    // after answering, before a later call could hit the cap.
+    connect_as(&server, "hoard").await.expect("admitted");
+    assert_eq!(count(&server).await, "call-1");
     callout.wait_for_log("calls_per_instance=3", Duration::from_secs(1));
 }

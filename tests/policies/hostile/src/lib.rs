@@ -15,6 +15,7 @@
 //! | `bad-subject` | grants a subject with a space in it                  |
 //! | `forever`   | asks for a user that never expires                     |
 //! | `count`     | counts calls in a static and reports the count as the user name |
+//! | `hoard`     | keeps 20 MiB in a static (then allows), growing its instance for good |
 //! | anything else | allows into the account named in the settings        |
 //!
 //! Settings: `{"account": "APP"}`; `{"refuse": "why"}` makes `init` fail;
@@ -42,6 +43,7 @@ pub struct Hostile {
 }
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
+static HOARD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 /// Recursion the compiler cannot turn into a loop: it exhausts the wasm stack.
 fn recurse(depth: u64) -> u64 {
@@ -82,6 +84,12 @@ impl Policy for Hostile {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            "hoard" => {
+                if let Ok(mut hoard) = HOARD.lock() {
+                    hoard.push(std::hint::black_box(vec![1u8; 20 << 20]));
+                }
+                grant.allow()
             }
             "recurse" => Decision::deny(format!("{}", recurse(0))),
             "panic" => panic!("hostile policy panics on purpose"),
