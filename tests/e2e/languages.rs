@@ -10,8 +10,8 @@ use async_nats::ConnectOptions;
 use serde_json::Value;
 
 use super::{
-    TOKEN_TABLE_SETTINGS, assert_authorization_violation, assert_token_grant, connect, connect_as,
-    run_cli, user_info,
+    TOKEN_TABLE_SETTINGS, assert_alice_is_admitted, assert_authorization_violation,
+    assert_token_grant, connect, connect_as, run_cli, user_info,
 };
 use crate::harness::{CalloutSpec, NatsServer, ServerXkey, policy_wasm, stack, workspace};
 
@@ -96,21 +96,7 @@ async fn token_table_serves_clients(policy: &str, extra_policy_toml: &str) {
         assert_token_grant(&user_info(&client).await);
     }
 
-    let alice = connect(
-        &server.url(),
-        ConnectOptions::with_user_and_password("alice".into(), "wonderland".into()),
-    )
-    .await
-    .expect("alice is admitted");
-    let info = user_info(&alice).await;
-    assert_eq!(info["account"], "OTHER");
-    assert_eq!(info["user"], "Alice");
-    let expires = info["expires"].as_f64().unwrap_or(0.0);
-    assert!(
-        (590e9..=600e9).contains(&expires),
-        "expires = {}",
-        info["expires"]
-    );
+    assert_alice_is_admitted(&server).await;
 
     assert_authorization_violation(
         connect(

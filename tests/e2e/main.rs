@@ -97,6 +97,27 @@ fn assert_token_grant(info: &Value) {
     );
 }
 
+/// A user and password land in the other account, with the policy's name and
+/// lifetime (`TOKEN_TABLE_SETTINGS`' alice).
+async fn assert_alice_is_admitted(server: &NatsServer) {
+    let alice = connect(
+        &server.url(),
+        ConnectOptions::with_user_and_password("alice".into(), "wonderland".into()),
+    )
+    .await
+    .expect("alice is admitted");
+    let info = user_info(&alice).await;
+    assert_eq!(info["account"], "OTHER");
+    assert_eq!(info["user"], "Alice");
+    // `expires` is a Go duration in nanoseconds: close to 600 s.
+    let expires = info["expires"].as_f64().unwrap_or(0.0);
+    assert!(
+        (590e9..=600e9).contains(&expires),
+        "expires = {}",
+        info["expires"]
+    );
+}
+
 fn assert_authorization_violation(result: Result<async_nats::Client, async_nats::ConnectError>) {
     match result {
         Ok(_) => panic!("the client was admitted"),
@@ -151,26 +172,7 @@ async fn an_allowed_client_gets_exactly_its_permissions() {
         "{error}"
     );
 
-    // A user and password land in the other account, with the policy's name and lifetime.
-    let alice = connect(
-        &setup.server.url(),
-        ConnectOptions::with_user_and_password("alice".into(), "wonderland".into()),
-    )
-    .await
-    .expect("alice is admitted");
-    let info = user_info(&alice).await;
-    assert_eq!(info["account"], "OTHER");
-    assert_eq!(info["user"], "Alice");
-    let expires = info["expires"]
-        .as_i64()
-        .or_else(|| info["expires"].as_f64().map(|f| f as i64))
-        .unwrap_or(0);
-    // `expires` is a Go duration in nanoseconds: close to 600 s.
-    assert!(
-        (590_000_000_000..=600_000_000_000).contains(&expires),
-        "expires = {}",
-        info["expires"]
-    );
+    assert_alice_is_admitted(&setup.server).await;
 
     setup
         .callout
