@@ -47,6 +47,18 @@ pub struct CompiledCache {
     dir: PathBuf,
 }
 
+impl CompiledCache {
+    /// The cache a setting asks for: `dir`, none for an empty path, and
+    /// [`default_dir`] when unset.
+    pub fn configured(dir: Option<&Path>) -> Option<CompiledCache> {
+        match dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(CompiledCache::new(dir)),
+            None => default_dir().map(CompiledCache::new),
+        }
+    }
+}
+
 /// What an entry holds: the component compiled after `init` ran, or the
 /// component instrumented to run `init` (which does not depend on settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! how policy authors test a component before deploying it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -45,15 +46,20 @@ pub fn parse_request(text: &str) -> anyhow::Result<AuthorizationRequest> {
         .context("request does not have the shape of an authorization request")
 }
 
+/// A sandbox for one caller at a time, as `check` and `check --kit` use.
+pub fn offline_sandbox(limits: PolicyLimits) -> anyhow::Result<Arc<Sandbox>> {
+    Sandbox::new(SandboxLimits {
+        max_in_flight: 1,
+        max_idle_instances: limits.max_idle_instances,
+        max_memory_bytes: limits.memory_bytes,
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))
+}
+
 /// Runs the policy once and returns the report printed by `check`.
 pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
     let request = parse_request(&input.request_json)?;
-    let sandbox = Sandbox::new(SandboxLimits {
-        max_in_flight: 1,
-        max_idle_instances: input.limits.max_idle_instances,
-        max_memory_bytes: input.limits.memory_bytes,
-    })
-    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+    let sandbox = offline_sandbox(input.limits)?;
     let rss_before_load = resident_mib();
     let started = Instant::now();
     let policy = LoadedPolicy::load(

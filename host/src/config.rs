@@ -329,11 +329,7 @@ impl Config {
 
     /// The compiled-policy cache this configuration asks for, if any.
     pub fn policy_cache(&self) -> Option<crate::cache::CompiledCache> {
-        match &self.policy.cache_dir {
-            Some(dir) if dir.as_os_str().is_empty() => None,
-            Some(dir) => Some(crate::cache::CompiledCache::new(dir)),
-            None => crate::cache::default_dir().map(crate::cache::CompiledCache::new),
-        }
+        crate::cache::CompiledCache::configured(self.policy.cache_dir.as_deref())
     }
 
     /// The policy's settings as the JSON text handed to its `init`.
@@ -386,6 +382,14 @@ accounts = ["APP"]
 tokens = { s3cr3t = { account = "APP" } }
 "#;
 
+    /// `GOOD` with more lines in its `[policy]` table.
+    fn with_policy_lines(lines: &str) -> String {
+        GOOD.replace(
+            "accounts = [\"APP\"]",
+            &format!("accounts = [\"APP\"]\n{lines}"),
+        )
+    }
+
     #[test]
     fn resolves_relative_paths_and_defaults() {
         let dir = tempfile::tempdir().unwrap();
@@ -404,17 +408,11 @@ tokens = { s3cr3t = { account = "APP" } }
     #[test]
     fn the_policy_cache_can_be_moved_or_turned_off() {
         let dir = tempfile::tempdir().unwrap();
-        let moved = GOOD.replace(
-            "accounts = [\"APP\"]",
-            "accounts = [\"APP\"]\ncache_dir = \"cache\"",
-        );
+        let moved = with_policy_lines("cache_dir = \"cache\"");
         let config = Config::load(&write(dir.path(), &moved)).unwrap();
         let cache = config.policy_cache().expect("a cache");
         assert_eq!(cache.dir(), dir.path().join("cache"));
-        let off = GOOD.replace(
-            "accounts = [\"APP\"]",
-            "accounts = [\"APP\"]\ncache_dir = \"\"",
-        );
+        let off = with_policy_lines("cache_dir = \"\"");
         let config = Config::load(&write(dir.path(), &off)).unwrap();
         assert!(config.policy_cache().is_none());
     }
@@ -424,10 +422,8 @@ tokens = { s3cr3t = { account = "APP" } }
         let dir = tempfile::tempdir().unwrap();
         let config = Config::load(&write(dir.path(), GOOD)).unwrap();
         assert_eq!(config.max_idle_instances(), 0);
-        let reuse = GOOD.replace(
-            "accounts = [\"APP\"]",
-            "accounts = [\"APP\"]\ncalls_per_instance = 10\nmax_idle_instances = 500",
-        ) + "[service]\nmax_in_flight = 8\nworker_threads = 3\n";
+        let reuse = with_policy_lines("calls_per_instance = 10\nmax_idle_instances = 500")
+            + "[service]\nmax_in_flight = 8\nworker_threads = 3\n";
         let mut config = Config::load(&write(dir.path(), &reuse)).unwrap();
         assert_eq!(config.max_idle_instances(), 8);
         config.policy.max_idle_instances = None;
@@ -437,10 +433,7 @@ tokens = { s3cr3t = { account = "APP" } }
     #[test]
     fn calls_per_instance_must_be_positive() {
         let dir = tempfile::tempdir().unwrap();
-        let zero = GOOD.replace(
-            "accounts = [\"APP\"]",
-            "accounts = [\"APP\"]\ncalls_per_instance = 0",
-        );
+        let zero = with_policy_lines("calls_per_instance = 0");
         let err = Config::load(&write(dir.path(), &zero))
             .unwrap_err()
             .to_string();
@@ -472,10 +465,7 @@ tokens = { s3cr3t = { account = "APP" } }
             .to_string();
         assert!(err.contains("missing field `accounts`"), "{err}");
 
-        let bad = GOOD.replace(
-            "accounts = [\"APP\"]",
-            "accounts = [\"APP\"]\ntimeout_ms = 0",
-        );
+        let bad = with_policy_lines("timeout_ms = 0");
         let err = Config::load(&write(dir.path(), &bad))
             .unwrap_err()
             .to_string();

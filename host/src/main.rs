@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use nats_callout::cache::{self, CompiledCache};
+use nats_callout::cache::CompiledCache;
 use nats_callout::config::Config;
 use nats_callout::jwt::FastSigner;
 use nats_callout::policy::{LoadedPolicy, PolicyLimits};
@@ -147,10 +147,10 @@ fn main() -> anyhow::Result<()> {
                 calls_per_instance: calls_per_instance.max(1),
                 max_idle_instances: 1,
             };
-            let cache = match (no_cache, cache_dir) {
-                (true, _) => None,
-                (false, Some(dir)) => Some(CompiledCache::new(dir)),
-                (false, None) => cache::default_dir().map(CompiledCache::new),
+            let cache = if no_cache {
+                None
+            } else {
+                CompiledCache::configured(cache_dir.as_deref())
             };
             let runtime = tokio::runtime::Runtime::new()?;
             if let Some(kit) = kit {
@@ -209,12 +209,7 @@ fn run_kit(
     cache: Option<&CompiledCache>,
 ) -> anyhow::Result<()> {
     let results = runtime.block_on(async {
-        let sandbox = Sandbox::new(SandboxLimits {
-            max_in_flight: 1,
-            max_idle_instances: limits.max_idle_instances,
-            max_memory_bytes: limits.memory_bytes,
-        })
-        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+        let sandbox = check::offline_sandbox(limits)?;
         conformance::run(&sandbox, policy, kit, limits, cache).await
     })?;
     let failed = results.iter().filter(|r| r.failure.is_some()).count();

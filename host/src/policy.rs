@@ -160,15 +160,12 @@ impl LoadedPolicy {
         // Instantiate once now, so a policy that cannot start under these
         // limits (a snapshot bigger than the memory cap, more core instances
         // than the pool allows) fails the load rather than every request.
-        let mut store = new_store(sandbox, &name, limits.memory_bytes, INIT_TIMEOUT);
-        let started = pre.instantiate_async(&mut store).await;
-        store.data_mut().flush_output();
-        if let Err(error) = started {
-            return Err(LoadError::CannotStart {
+        start_instance(sandbox, &pre, &name, limits.memory_bytes, INIT_TIMEOUT)
+            .await
+            .map_err(|error| LoadError::CannotStart {
                 path: path.to_path_buf(),
-                reason: describe(&error, INIT_TIMEOUT, limits.memory_bytes).to_string(),
-            });
-        }
+                reason: error.to_string(),
+            })?;
         Ok(LoadedPolicy {
             name,
             digest: format!("{:x}", Sha256::digest(&wasm)),
@@ -207,23 +204,14 @@ impl LoadedPolicy {
                 warm
             }
             None => {
-                let mut store = new_store(
+                let (store, policy) = start_instance(
                     &self.sandbox,
+                    &self.pre,
                     &self.name,
                     self.limits.memory_bytes,
                     self.limits.timeout,
-                );
-                let policy = match self.pre.instantiate_async(&mut store).await {
-                    Ok(policy) => policy,
-                    Err(error) => {
-                        store.data_mut().flush_output();
-                        return Err(describe(
-                            &error,
-                            self.limits.timeout,
-                            self.limits.memory_bytes,
-                        ));
-                    }
-                };
+                )
+                .await?;
                 WarmInstance {
                     start_memory: store.data().largest_memory(),
                     store,
@@ -341,6 +329,24 @@ async fn initialize(
         )
         .await
         .map_err(|e| invalid(format!("snapshot after init: {e:#}")))
+}
+
+/// A new instance of the snapshot in a store of its own, with a deadline of
+/// `timeout`.
+async fn start_instance(
+    sandbox: &Sandbox,
+    pre: &PolicyPre<CallState>,
+    name: &Arc<str>,
+    memory_bytes: usize,
+    timeout: Duration,
+) -> Result<(Store<CallState>, Policy), CallError> {
+    let mut store = new_store(sandbox, name, memory_bytes, timeout);
+    let started = pre.instantiate_async(&mut store).await;
+    store.data_mut().flush_output();
+    match started {
+        Ok(policy) => Ok((store, policy)),
+        Err(error) => Err(describe(&error, timeout, memory_bytes)),
+    }
 }
 
 /// A store for one call: fresh state, memory limiter, and a deadline of

@@ -224,6 +224,14 @@ mod tests {
             }
         }
 
+        /// Why `open` refuses `payload`; panics if it accepts it.
+        fn refusal(&self, encrypted: bool, payload: &[u8], header: Option<&str>) -> String {
+            self.check(encrypted)
+                .open(payload, header)
+                .err()
+                .expect("the request is refused")
+        }
+
         fn check(&self, encrypted: bool) -> RequestCheck<'_> {
             RequestCheck {
                 issuer: &self.issuer,
@@ -272,11 +280,7 @@ mod tests {
         let mut stale = claims(&server, &service.issuer, false);
         stale.exp = Some(unix_now() - 10);
         let token = jwt::encode(&mut stale, &server.identity).unwrap();
-        let error = service
-            .check(false)
-            .open(token.as_bytes(), None)
-            .err()
-            .unwrap();
+        let error = service.refusal(false, token.as_bytes(), None);
         assert!(error.contains("expired 10s ago"), "{error}");
     }
 
@@ -286,21 +290,13 @@ mod tests {
         let server = FakeServer::default();
         let mut other = claims(&server, &KeyPair::new_account().public_key(), false);
         let token = jwt::encode(&mut other, &server.identity).unwrap();
-        let error = service
-            .check(false)
-            .open(token.as_bytes(), None)
-            .err()
-            .unwrap();
+        let error = service.refusal(false, token.as_bytes(), None);
         assert!(error.contains("this service signs as"), "{error}");
 
         let mut audience = claims(&server, &service.issuer, false);
         audience.aud = Some("elsewhere".into());
         let token = jwt::encode(&mut audience, &server.identity).unwrap();
-        let error = service
-            .check(false)
-            .open(token.as_bytes(), None)
-            .err()
-            .unwrap();
+        let error = service.refusal(false, token.as_bytes(), None);
         assert!(error.contains("audience"), "{error}");
     }
 
@@ -310,11 +306,7 @@ mod tests {
         let server = FakeServer::default();
         let mut forged = claims(&server, &service.issuer, false);
         let token = jwt::encode(&mut forged, &KeyPair::new_server()).unwrap();
-        let error = service
-            .check(false)
-            .open(token.as_bytes(), None)
-            .err()
-            .unwrap();
+        let error = service.refusal(false, token.as_bytes(), None);
         assert!(
             error.contains("is not the server key in server_id.id"),
             "{error}"
@@ -339,38 +331,26 @@ mod tests {
             server.request(ConnectOpts::default(), true),
             Some(&service.xkey_public),
         );
-        let error = service
-            .check(false)
-            .open(&sealed, header.as_deref())
-            .err()
-            .unwrap();
+        let error = service.refusal(false, &sealed, header.as_deref());
         assert!(error.contains("no xkey is configured"), "{error}");
         // Sealed to another key.
         let other = Service::new();
-        let error = other
-            .check(true)
-            .open(&sealed, header.as_deref())
-            .err()
-            .unwrap();
+        let error = other.refusal(true, &sealed, header.as_deref());
         assert!(
             error.contains("cannot decrypt the request with the configured xkey"),
             "{error}"
         );
         // Sealed without the header.
-        let error = service.check(true).open(&sealed, None).err().unwrap();
+        let error = service.refusal(true, &sealed, None);
         assert!(error.contains("Nats-Server-Xkey"), "{error}");
     }
 
     #[test]
     fn drops_oversized_and_garbage_payloads() {
         let service = Service::new();
-        let error = service
-            .check(false)
-            .open(&vec![b'e'; MAX_TOKEN_BYTES + 1], None)
-            .err()
-            .unwrap();
+        let error = service.refusal(false, &vec![b'e'; MAX_TOKEN_BYTES + 1], None);
         assert!(error.contains("more than the 1 MiB limit"), "{error}");
-        let error = service.check(false).open(b"eyJhello", None).err().unwrap();
+        let error = service.refusal(false, b"eyJhello", None);
         assert!(error.contains("request JWT rejected"), "{error}");
     }
 }
