@@ -16,7 +16,7 @@ use nats_callout::config::DenyMode;
 use nats_callout::fake_server::FakeServer;
 use nats_callout::jwt::{FastSigner, Signer};
 use nats_callout::policy::{LoadedPolicy, PolicyLimits};
-use nats_callout::rules::GrantRules;
+use nats_callout::rules::{Accounts, GrantRules};
 use nats_callout::sandbox::{Sandbox, SandboxLimits};
 use nats_callout::sealed_box::SealedBoxes;
 use nats_callout::service::{Binding, Outcome};
@@ -49,7 +49,7 @@ fn binding(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Binding {
         server_keys: Default::default(),
         policy: Arc::new(policy),
         rules: GrantRules {
-            accounts: vec!["APP".into()],
+            accounts: Accounts::Listed(vec!["APP".into()]),
             default_lifetime_secs: 3600,
             max_lifetime_secs: 86400,
         },

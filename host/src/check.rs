@@ -1,22 +1,28 @@
 //! `nats-callout check`: evaluates a policy offline — no NATS, no keys — and
 //! reports the decision and the user-JWT claims the host would mint. This is
 //! how policy authors test a component before deploying it.
+//!
+//! `check` decides through the same [`Binding`] as `serve`, with a throwaway
+//! issuer key: the same rules, reason escaping, JWT minting and size limit,
+//! so what `check` reports is what `serve` would answer.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::bindings::AuthRequest;
 use crate::cache::CompiledCache;
-use crate::claims::AuthorizationRequest;
+use crate::claims::{AuthorizationRequest, AuthorizationResponse, User};
+use crate::config::DenyMode;
+use crate::jwt::{self, FastSigner};
 use crate::policy::{LoadedPolicy, PolicyLimits};
-use crate::request::{to_policy_request, unix_now};
-use crate::response::user_claims;
-use crate::rules::GrantRules;
+use crate::request::{VerifiedRequest, to_policy_request};
+use crate::rules::{Accounts, GrantRules};
 use crate::sandbox::{Sandbox, SandboxLimits};
+use crate::service::{Binding, Verdict};
 
 /// What `check` evaluates, and under which limits.
 pub struct CheckInput<'a> {
@@ -71,11 +77,27 @@ pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
     )
     .await?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let policy_request = to_policy_request(&request, "ACHECKISSUER");
-    let decision = policy.evaluate(&policy_request).await;
+    let binding = Binding {
+        issuer: FastSigner::new(&nkeys::KeyPair::new_account())?,
+        xkey: None,
+        server_keys: Default::default(),
+        policy: Arc::new(policy),
+        rules: GrantRules {
+            accounts: input.accounts.map_or(Accounts::Any, Accounts::Listed),
+            default_lifetime_secs: input.default_lifetime_secs,
+            max_lifetime_secs: input.max_lifetime_secs,
+        },
+        deny_mode: DenyMode::Error,
+        expiry_leeway: Duration::ZERO,
+    };
+    let policy = &binding.policy;
+    let verified = VerifiedRequest::unsigned(request);
+    let mut verdict = binding.decide(&verified).await;
+    let reply = binding.respond(&verified, &mut verdict);
     let mut report = json!({ "policy": { "name": policy.name(), "sha256": policy.digest() } });
     if input.repeat > 0 {
-        let mut timing = time_calls(&policy, &policy_request, input.repeat).await;
+        let policy_request = to_policy_request(verified.request(), binding.issuer.public());
+        let mut timing = time_calls(policy, &policy_request, input.repeat).await;
         timing["load_ms"] = json!(load_ms.round());
         timing["from_cache"] = json!(policy.from_cache());
         if let (Some(before), Some(after)) = (rss_before_load, resident_mib()) {
@@ -84,34 +106,27 @@ pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
         }
         report["timing"] = timing;
     }
-    let fields = match decision {
-        Err(error) => json!({ "decision": "deny", "reason": error.to_string() }),
-        Ok(crate::bindings::Decision::Deny(reason)) => {
-            json!({ "decision": "deny", "reason": format!("policy denied: {reason}") })
-        }
-        Ok(crate::bindings::Decision::Allow(grant)) => {
-            let rules = GrantRules {
-                accounts: input
-                    .accounts
-                    .clone()
-                    .unwrap_or_else(|| vec![grant.account.clone()]),
-                default_lifetime_secs: input.default_lifetime_secs,
-                max_lifetime_secs: input.max_lifetime_secs,
-            };
-            match rules.check(&grant, request.client_info.host.as_deref()) {
-                Err(reason) => json!({ "decision": "deny", "reason": reason }),
-                Ok(checked) => {
-                    let mut claims = user_claims(&request, &checked, unix_now());
-                    claims.iss = "<issuer account>".into();
-                    json!({
-                        "decision": "allow",
-                        "account": checked.account,
-                        "lifetime_secs": checked.lifetime_secs,
-                        "note": checked.shortened_from.map(|asked| format!("lifetime shortened from {asked}s")),
-                        "user_claims": claims,
-                    })
-                }
-            }
+    let fields = match &verdict {
+        Verdict::Deny(reason) => json!({ "decision": "deny", "reason": reason }),
+        Verdict::Allow(checked) => {
+            // Read back from the signed response, as nats-server would.
+            let response = reply.context("an allowed request has a signed response")?;
+            let response = String::from_utf8(response).context("the response is a JWT")?;
+            let response: jwt::Claims<AuthorizationResponse> = jwt::decode(&response)?;
+            let user_jwt = response
+                .nats
+                .jwt
+                .context("the response carries a user JWT")?;
+            let mut claims: jwt::Claims<User> = jwt::decode(&user_jwt)?;
+            claims.iss = "<issuer account>".into();
+            json!({
+                "decision": "allow",
+                "account": checked.account,
+                "lifetime_secs": checked.lifetime_secs,
+                "note": checked.shortened_from.map(|asked| format!("lifetime shortened from {asked}s")),
+                "user_jwt_bytes": user_jwt.len(),
+                "user_claims": claims,
+            })
         }
     };
     if let (Some(report), Some(fields)) = (report.as_object_mut(), fields.as_object()) {

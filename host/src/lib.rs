@@ -27,3 +27,7 @@ pub mod sandbox;
 pub mod sealed_box;
 pub mod server;
 pub mod service;
+pub mod untrusted;
+
+#[cfg(test)]
+mod proptests;

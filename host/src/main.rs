@@ -12,7 +12,7 @@ use nats_callout::cache::CompiledCache;
 use nats_callout::config::Config;
 use nats_callout::jwt::FastSigner;
 use nats_callout::policy::{LoadedPolicy, PolicyLimits};
-use nats_callout::rules::GrantRules;
+use nats_callout::rules::{Accounts, GrantRules};
 use nats_callout::sandbox::{Sandbox, SandboxLimits};
 use nats_callout::service::Binding;
 use nats_callout::{check, componentize, conformance, keys, loadgen, server};
@@ -293,7 +293,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
             server_keys: Default::default(),
             policy: Arc::new(policy),
             rules: GrantRules {
-                accounts: config.policy.accounts.clone(),
+                accounts: Accounts::Listed(config.policy.accounts.clone()),
                 default_lifetime_secs: config.policy.default_lifetime_secs,
                 max_lifetime_secs: config.policy.max_lifetime_secs,
             },

@@ -9,14 +9,21 @@
 //! Evaluating creates a new `Store` per call from the pre-instantiated
 //! snapshot: nothing survives from one request to the next, a deadline and a
 //! memory cap bound each call, and any failure comes back as a [`CallError`]
-//! that the caller turns into a deny. A policy may opt into reusing an
+//! that the caller turns into a deny.
+//!
+//! Deadlines are wall-clock and cover every phase (instantiation, `init`,
+//! `authorize`) wherever the time goes: guest code is interrupted at the
+//! first epoch tick past the deadline, and a guest blocked in a WASI call
+//! (a sleep, a poll) is cancelled when the deadline's timer fires, because
+//! every phase runs as a future raced against it ([`bounded`]). A policy may opt into reusing an
 //! instance for up to `calls_per_instance` calls (see [`PolicyLimits`]): state
 //! left by one call is then visible to the next calls *of the same policy*,
 //! and an instance that trapped or timed out is never reused.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Instance};
@@ -25,10 +32,19 @@ use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
 use crate::bindings::{AuthRequest, Decision, Policy, PolicyPre};
 use crate::cache::{CompiledCache, EntryKind};
-use crate::sandbox::{CallState, EPOCH_TICK, OUTPUT_CAPACITY, Sandbox};
+use crate::sandbox::{CallState, OUTPUT_CAPACITY, Sandbox};
+use crate::untrusted::printable;
 
 /// The deadline of a policy's `init`, which may parse large settings.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a load error shows of a message the policy wrote (its `init` error).
+pub const POLICY_MESSAGE_BYTES: usize = 1024;
+
+/// The version of the `nats:callout` WIT package this host implements
+/// (`wit/policy.wit`). A policy built for another minor version is refused.
+pub const WORLD_PACKAGE: &str = "nats:callout";
+pub const WORLD_VERSION: &str = "0.1.0";
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +64,10 @@ pub enum LoadError {
     InitFailed { path: PathBuf, reason: String },
     #[error("policy {path} cannot start under the configured limits: {reason}")]
     CannotStart { path: PathBuf, reason: String },
+    #[error(
+        "policy {path} was built for {WORLD_PACKAGE}@{built_for}, but this host implements {WORLD_PACKAGE}@{WORLD_VERSION}: rebuild it with an SDK for {WORLD_VERSION}"
+    )]
+    WrongVersion { path: PathBuf, built_for: String },
 }
 
 /// Why one call did not produce a decision. Every variant denies the request.
@@ -61,6 +81,10 @@ pub enum CallError {
     StackOverflow,
     #[error("policy trapped: {0}")]
     Trap(String),
+    /// The host refused something the policy asked of it (a WASI call over
+    /// its limits, too many resource handles).
+    #[error("policy call failed in the host: {0}")]
+    Host(String),
 }
 
 /// Per-policy resource limits.
@@ -97,13 +121,6 @@ pub struct LoadedPolicy {
     from_cache: bool,
 }
 
-fn ticks(duration: Duration) -> u64 {
-    // +1: the next tick may come at once, so the first one only counts partly.
-    u64::try_from(duration.as_millis() / EPOCH_TICK.as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(1)
-}
-
 impl LoadedPolicy {
     /// Reads the component at `path`, runs its `init(settings)` and snapshots
     /// the result, or takes the compiled snapshot from `cache`. Compiling
@@ -128,6 +145,12 @@ impl LoadedPolicy {
             path: path.to_path_buf(),
             reason,
         };
+        if let Some(built_for) = foreign_world_version(&wasm) {
+            return Err(LoadError::WrongVersion {
+                path: path.to_path_buf(),
+                built_for,
+            });
+        }
 
         let engine = sandbox.engine();
         let key = CompiledCache::key(
@@ -160,12 +183,19 @@ impl LoadedPolicy {
         // Instantiate once now, so a policy that cannot start under these
         // limits (a snapshot bigger than the memory cap, more core instances
         // than the pool allows) fails the load rather than every request.
-        start_instance(sandbox, &pre, &name, limits.memory_bytes, INIT_TIMEOUT)
-            .await
-            .map_err(|error| LoadError::CannotStart {
-                path: path.to_path_buf(),
-                reason: error.to_string(),
-            })?;
+        start_instance(
+            sandbox,
+            &pre,
+            &name,
+            limits.memory_bytes,
+            INIT_TIMEOUT,
+            Instant::now() + INIT_TIMEOUT,
+        )
+        .await
+        .map_err(|error| LoadError::CannotStart {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
         Ok(LoadedPolicy {
             name,
             digest: format!("{:x}", Sha256::digest(&wasm)),
@@ -194,12 +224,14 @@ impl LoadedPolicy {
 
     /// Runs `authorize` in a fresh instance (or a warm one, when the policy
     /// allows reuse). The guest runs on a fiber and yields to the async
-    /// runtime every epoch tick until its deadline.
+    /// runtime every epoch tick; instantiation and the call together end by
+    /// the policy's deadline, by the wall clock.
     pub async fn evaluate(&self, request: &AuthRequest) -> Result<Decision, CallError> {
+        let deadline = Instant::now() + self.limits.timeout;
         let warm = self.take_idle();
         let mut warm = match warm {
             Some(mut warm) => {
-                warm.store.data_mut().start_call(ticks(self.limits.timeout));
+                warm.store.data_mut().start_call(deadline);
                 warm.store.set_epoch_deadline(1);
                 warm
             }
@@ -210,6 +242,7 @@ impl LoadedPolicy {
                     &self.name,
                     self.limits.memory_bytes,
                     self.limits.timeout,
+                    deadline,
                 )
                 .await?;
                 WarmInstance {
@@ -220,7 +253,11 @@ impl LoadedPolicy {
                 }
             }
         };
-        let result = warm.policy.call_authorize(&mut warm.store, request).await;
+        let result = bounded(
+            deadline,
+            warm.policy.call_authorize(&mut warm.store, request),
+        )
+        .await;
         warm.store.data_mut().flush_output();
         match result {
             Ok(decision) => {
@@ -300,24 +337,34 @@ async fn initialize(
         }
     };
 
-    let mut store = new_store(sandbox, name, limits.memory_bytes, INIT_TIMEOUT);
-    let instance: Instance = sandbox
-        .linker()
-        .instantiate_async(&mut store, &component)
-        .await
-        .map_err(|e| invalid(format!("{e:#}")))?;
+    // Starting the component and `init` share one deadline.
+    let deadline = Instant::now() + INIT_TIMEOUT;
+    let init_failed = |error: &wasmtime::Error| LoadError::InitFailed {
+        path: path.to_path_buf(),
+        reason: describe(error, INIT_TIMEOUT, limits.memory_bytes).to_string(),
+    };
+    let mut store = new_store(sandbox, name, limits.memory_bytes, deadline);
+    let started = bounded(
+        deadline,
+        sandbox.linker().instantiate_async(&mut store, &component),
+    )
+    .await;
+    store.data_mut().flush_output();
+    let instance: Instance = match started {
+        Ok(instance) => instance,
+        // Guest code ran (a start function) and failed: not a shape problem.
+        Err(error) if is_guest_failure(&error) => return Err(init_failed(&error)),
+        Err(error) => return Err(invalid(format!("{error:#}"))),
+    };
     let init = instance
         .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, "init")
         .map_err(|e| invalid(format!("init: {e:#}")))?;
-    let called = init.call_async(&mut store, (settings_json,)).await;
+    let called = bounded(deadline, init.call_async(&mut store, (settings_json,))).await;
     store.data_mut().flush_output();
-    let (outcome,) = called.map_err(|e| LoadError::InitFailed {
-        path: path.to_path_buf(),
-        reason: describe(&e, INIT_TIMEOUT, limits.memory_bytes).to_string(),
-    })?;
+    let (outcome,) = called.map_err(|error| init_failed(&error))?;
     outcome.map_err(|reason| LoadError::SettingsRefused {
         path: path.to_path_buf(),
-        reason,
+        reason: printable(&reason, POLICY_MESSAGE_BYTES).into_owned(),
     })?;
     wizer
         .snapshot_component(
@@ -331,17 +378,18 @@ async fn initialize(
         .map_err(|e| invalid(format!("snapshot after init: {e:#}")))
 }
 
-/// A new instance of the snapshot in a store of its own, with a deadline of
-/// `timeout`.
+/// A new instance of the snapshot in a store of its own, started by
+/// `deadline` (`timeout` is what the deadline was set from, for the error).
 async fn start_instance(
     sandbox: &Sandbox,
     pre: &PolicyPre<CallState>,
     name: &Arc<str>,
     memory_bytes: usize,
     timeout: Duration,
+    deadline: Instant,
 ) -> Result<(Store<CallState>, Policy), CallError> {
-    let mut store = new_store(sandbox, name, memory_bytes, timeout);
-    let started = pre.instantiate_async(&mut store).await;
+    let mut store = new_store(sandbox, name, memory_bytes, deadline);
+    let started = bounded(deadline, pre.instantiate_async(&mut store)).await;
     store.data_mut().flush_output();
     match started {
         Ok(policy) => Ok((store, policy)),
@@ -349,27 +397,95 @@ async fn start_instance(
     }
 }
 
-/// A store for one call: fresh state, memory limiter, and a deadline of
-/// `timeout` checked every epoch tick, yielding to the runtime at each tick.
+/// A store for one call: fresh state, memory limiter, and `deadline` checked
+/// against the wall clock every epoch tick, yielding to the runtime at each
+/// tick. (Counting ticks instead would stretch the deadline whenever a busy
+/// machine delays the ticker or the fiber.)
 fn new_store(
     sandbox: &Sandbox,
     name: &Arc<str>,
     memory_bytes: usize,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Store<CallState> {
-    let state = CallState::new(name.clone(), memory_bytes, ticks(timeout));
+    let state = CallState::new(name.clone(), memory_bytes, deadline);
     let mut store = Store::new(sandbox.engine(), state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut context| {
-        let state = context.data_mut();
-        state.ticks_left = state.ticks_left.saturating_sub(1);
-        if state.ticks_left == 0 {
+    store.epoch_deadline_callback(|context| {
+        if Instant::now() >= context.data().deadline {
             return Err(Trap::Interrupt.into());
         }
         Ok(UpdateDeadline::Yield(1))
     });
     store
+}
+
+/// Runs one phase of a policy (instantiation, `init`, a call) until
+/// `deadline`. Epoch interruption only fires while guest code runs; a guest
+/// blocked in a WASI sleep or poll is pending in a host future instead, and
+/// is cancelled here when the timer fires. Dropping the phase's future
+/// unwinds the guest's fiber; its store is not used again.
+async fn bounded<T>(
+    deadline: Instant,
+    phase: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout_at(deadline.into(), phase).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(Trap::Interrupt.into()),
+    }
+}
+
+/// Whether `error` came from running guest code (a trap or an interrupt),
+/// rather than from linking or type-checking the component.
+fn is_guest_failure(error: &wasmtime::Error) -> bool {
+    error.downcast_ref::<Trap>().is_some() || is_out_of_memory(error)
+}
+
+fn is_out_of_memory(error: &wasmtime::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("forcing trap when growing memory") || text.contains("memory limit")
+}
+
+/// The `nats:callout` version a component imports when it is not one this
+/// host implements (another minor version, or another major one), read from
+/// the component's own top-level imports.
+fn foreign_world_version(wasm: &[u8]) -> Option<String> {
+    let prefix = format!("{WORLD_PACKAGE}/");
+    let ours = minor_of(WORLD_VERSION);
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.ok()? {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(imports) if depth == 0 => {
+                for import in imports.into_iter().flatten() {
+                    let Some(rest) = import.name.name.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let version = rest.split_once('@').map_or("", |(_, v)| v);
+                    if minor_of(version) != ours {
+                        return Some(if version.is_empty() {
+                            "(no version)".into()
+                        } else {
+                            version.into()
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `major.minor` of a semantic version: what must match for a component
+/// built for one `0.x` version to be compatible with another.
+fn minor_of(version: &str) -> &str {
+    match version.match_indices('.').nth(1) {
+        Some((second_dot, _)) => &version[..second_dot],
+        None => version,
+    }
 }
 
 /// Names what went wrong in a failed call.
@@ -385,10 +501,13 @@ fn describe(error: &wasmtime::Error, timeout: Duration, memory_bytes: usize) -> 
         }
         None => {}
     }
-    let text = format!("{error:#}");
-    if text.contains("forcing trap when growing memory") || text.contains("memory limit") {
+    if is_out_of_memory(error) {
         return CallError::OutOfMemory((memory_bytes >> 20) as u64);
     }
-    // The first line names the failure; the rest is a wasm backtrace.
-    CallError::Trap(text.lines().next().unwrap_or("unknown failure").to_string())
+    // A host function failed: its error is the root cause; the outer
+    // contexts only say "error while executing at wasm backtrace".
+    tracing::debug!(error = ?error, "policy call failed in the host, with backtrace");
+    let cause = error.root_cause().to_string();
+    let first_line = cause.lines().next().unwrap_or("unknown failure");
+    CallError::Host(printable(first_line, POLICY_MESSAGE_BYTES).into_owned())
 }

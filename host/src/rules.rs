@@ -1,26 +1,53 @@
 //! What an operator lets a policy grant, and how a grant becomes the `nats`
 //! object of a user JWT. A policy may be hostile: everything it returns is
 //! checked here before anything is signed.
+//!
+//! The rule these checks keep: **the decision the host logs is the outcome
+//! the client sees.** A grant nats-server would refuse (a time zone it cannot
+//! load, a reply TTL beyond Go's `time.Duration`) is denied here, with the
+//! reason, instead of being signed and refused by the server. A restriction
+//! nats-server records but does not enforce for auth callout users is either
+//! enforced here from the request (source networks, connection types) or
+//! refused (per-user `subs`, `data`, `payload` limits: set those on the
+//! account). `docs/grants.md` lists every field, what nats-server does with
+//! it and where in its source.
 
 use std::net::IpAddr;
+use std::str::FromStr as _;
 
 use ipnet::IpNet;
 
 use crate::bindings::{ConnectionType, Grant, Permission};
-use crate::claims;
+use crate::claims::{self, AuthorizationRequest};
+use crate::untrusted::is_printable;
 
 /// Bounds on what a policy returns, so a grant always fits in a JWT the server accepts.
 pub const MAX_SUBJECTS: usize = 10_000;
 pub const MAX_SUBJECT_BYTES: usize = 1024;
 pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_TAGS: usize = 64;
+pub const MAX_SOURCE_NETWORKS: usize = 1024;
+pub const MAX_TIME_WINDOWS: usize = 64;
 pub const MAX_REASON_BYTES: usize = 512;
+
+/// The longest reply TTL nats-server can hold: Go's `time.Duration` is a
+/// signed 64-bit count of nanoseconds.
+pub const MAX_RESPONSE_TTL_MS: u64 = (i64::MAX as u64) / 1_000_000;
+
+/// Which accounts a policy may place users into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accounts {
+    /// Only these, by name (`[policy] accounts`).
+    Listed(Vec<String>),
+    /// Any: `check` without `--accounts`, to see what a policy grants.
+    Any,
+}
 
 /// The operator's limits on one policy.
 #[derive(Debug, Clone)]
 pub struct GrantRules {
-    /// Accounts the policy may place users into, by name.
-    pub accounts: Vec<String>,
+    /// Accounts the policy may place users into.
+    pub accounts: Accounts,
     /// Lifetime of a user whose grant sets none, in seconds.
     pub default_lifetime_secs: u64,
     /// Longest lifetime, in seconds; longer grants are shortened.
@@ -39,10 +66,17 @@ pub struct CheckedGrant {
 }
 
 impl GrantRules {
-    /// Checks `grant` for a client connecting from `client_host`. The error is
-    /// the deny reason.
-    pub fn check(&self, grant: &Grant, client_host: Option<&str>) -> Result<CheckedGrant, String> {
-        if !self.accounts.contains(&grant.account) {
+    /// Checks `grant` for the client `request` describes. The error is the
+    /// deny reason.
+    pub fn check(
+        &self,
+        grant: &Grant,
+        request: &AuthorizationRequest,
+    ) -> Result<CheckedGrant, String> {
+        let client_host = request.client_info.host.as_deref();
+        if let Accounts::Listed(accounts) = &self.accounts
+            && !accounts.contains(&grant.account)
+        {
             return Err(format!(
                 "policy granted account {:?}, which is not in [policy] accounts",
                 truncate(&grant.account, 64)
@@ -60,7 +94,7 @@ impl GrantRules {
         check_subjects(&grant.publish, "publish", false)?;
         check_subjects(&grant.subscribe, "subscribe", true)?;
         if let Some(name) = &grant.name
-            && (name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control))
+            && (name.len() > MAX_NAME_BYTES || !is_printable(name))
         {
             return Err(format!(
                 "policy granted a user name longer than {MAX_NAME_BYTES} bytes or with control characters"
@@ -71,8 +105,57 @@ impl GrantRules {
                 "policy granted more than {MAX_TAGS} tags, or a tag that is too long"
             ));
         }
+        if let Some(tag) = grant
+            .tags
+            .iter()
+            .find(|t| t.trim().is_empty() || !is_printable(t))
+        {
+            return Err(format!(
+                "policy granted the tag {:?}: tags must be non-empty and free of control characters",
+                truncate(tag, 64)
+            ));
+        }
+        if let Some(responses) = &grant.responses
+            && responses.ttl_ms > MAX_RESPONSE_TTL_MS
+        {
+            return Err(format!(
+                "policy granted a reply TTL of {} ms, more than the {MAX_RESPONSE_TTL_MS} ms nats-server can hold (Go time.Duration)",
+                responses.ttl_ms
+            ));
+        }
 
         let limits = &grant.limits;
+        if limits.source_cidrs.len() > MAX_SOURCE_NETWORKS || limits.times.len() > MAX_TIME_WINDOWS
+        {
+            return Err(format!(
+                "policy granted {} source networks and {} time windows, more than the {MAX_SOURCE_NETWORKS} and {MAX_TIME_WINDOWS} allowed",
+                limits.source_cidrs.len(),
+                limits.times.len()
+            ));
+        }
+        for (what, value, instead) in [
+            (
+                "subs",
+                limits.subs,
+                "set max_subs in the account's limits instead",
+            ),
+            (
+                "payload",
+                limits.payload,
+                "set max_payload in the account's limits (or the server's max_payload) instead",
+            ),
+            (
+                "data",
+                limits.data,
+                "nats-server has no byte limit for them",
+            ),
+        ] {
+            if let Some(value) = value.filter(|v| *v != NO_LIMIT) {
+                return Err(format!(
+                    "policy set limits.{what} = {value}, which nats-server does not enforce for auth callout users: {instead}"
+                ));
+            }
+        }
         let mut networks = Vec::with_capacity(limits.source_cidrs.len());
         for cidr in &limits.source_cidrs {
             let network: IpNet = cidr
@@ -103,6 +186,18 @@ impl GrantRules {
                 return Err("policy granted a time window that is not HH:MM:SS to HH:MM:SS".into());
             }
         }
+        let times_location = limits.times_location.clone().filter(|l| !l.is_empty());
+        let zone = match &times_location {
+            None => None,
+            Some(location) => Some(chrono_tz::Tz::from_str(location).map_err(|_| {
+                format!(
+                    "policy granted the time zone {:?}, which is not an IANA time zone name (such as \"Europe/Paris\" or \"UTC\")",
+                    truncate(location, 64)
+                )
+            })?),
+        };
+        check_time_windows(&limits.times, zone, chrono::Utc::now())?;
+        check_connection_type(&grant.connection_types, &request.client_info)?;
 
         let asked = grant.expires_in_secs.unwrap_or(self.default_lifetime_secs);
         let lifetime_secs = asked.clamp(1, self.max_lifetime_secs);
@@ -133,10 +228,10 @@ impl GrantRules {
                     end: w.end.clone(),
                 })
                 .collect(),
-            times_location: limits.times_location.clone().filter(|l| !l.is_empty()),
-            subs: limits.subs.unwrap_or(-1),
-            data: limits.data.unwrap_or(-1),
-            payload: limits.payload.unwrap_or(-1),
+            times_location,
+            subs: NO_LIMIT,
+            data: NO_LIMIT,
+            payload: NO_LIMIT,
             allowed_connection_types: grant
                 .connection_types
                 .iter()
@@ -154,6 +249,128 @@ impl GrantRules {
             user,
         })
     }
+}
+
+/// nats-server checks a user's time windows when the client connects
+/// (`validateTimesAt`, server/jwt.go) and refuses it outside all of them, so
+/// the host checks them too, the same way: `start < now < end` in the zone,
+/// a window whose start is after its end runs over midnight, and a window
+/// whose start equals its end never matches. Without a zone nats-server
+/// reads the windows in its own local time, which the host cannot know: a
+/// zone is required.
+fn check_time_windows(
+    windows: &[crate::bindings::TimeWindow],
+    zone: Option<chrono_tz::Tz>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
+    use chrono::Timelike as _;
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let Some(zone) = zone else {
+        return Err("policy granted time windows without limits.times-location: nats-server would read them in its own local time, which the host cannot know; name the zone (\"UTC\", \"Europe/Paris\")".into());
+    };
+    let local = now.with_timezone(&zone);
+    let now_ns = i64::from(local.num_seconds_from_midnight()) * 1_000_000_000
+        + i64::from(local.nanosecond().min(999_999_999));
+    let seconds = |text: &str| -> i64 {
+        text.split(':')
+            .filter_map(|part| part.parse::<i64>().ok())
+            .fold(0, |total, part| total * 60 + part)
+            * 1_000_000_000
+    };
+    let mut matched = false;
+    for window in windows {
+        let (start, end) = (seconds(&window.start), seconds(&window.end));
+        if start == end {
+            return Err(format!(
+                "policy granted the time window {}-{}, which nats-server never matches (its start is its end)",
+                window.start, window.end
+            ));
+        }
+        matched |= if start < end {
+            start < now_ns && now_ns < end
+        } else {
+            now_ns < end || start < now_ns
+        };
+    }
+    if matched {
+        Ok(())
+    } else {
+        Err(format!(
+            "client connects at {} {}, outside the granted time windows",
+            local.format("%H:%M:%S"),
+            zone.name()
+        ))
+    }
+}
+
+/// "No limit" in a user JWT's `subs`, `data` and `payload`. (An absent value
+/// would mean 0 to a JWT-authenticated user, so it is always written.)
+const NO_LIMIT: i64 = -1;
+
+/// The connection types a client may be using, from what the request says of
+/// it. The request names the transport but not every detail nats-server's
+/// own check (`connectionTypeAllowed`, server/client.go) would use: a plain
+/// client without an IP address may be in-process, and an MQTT client or a
+/// leafnode may come over WebSocket. Empty when the request does not say.
+pub fn possible_connection_types(info: &claims::ClientInfo) -> &'static [ConnectionType] {
+    let has_ip = info
+        .host
+        .as_deref()
+        .is_some_and(|h| h.parse::<IpAddr>().is_ok());
+    match (info.kind.as_deref(), info.client_type.as_deref()) {
+        (Some("Client"), Some("nats")) if has_ip => &[ConnectionType::Standard],
+        (Some("Client"), Some("nats")) => &[ConnectionType::Standard, ConnectionType::InProcess],
+        (Some("Client"), Some("websocket")) => &[ConnectionType::Websocket],
+        (Some("Client"), Some("mqtt")) => &[ConnectionType::Mqtt, ConnectionType::MqttWebsocket],
+        (Some("Leafnode"), _) => &[ConnectionType::Leafnode, ConnectionType::LeafnodeWebsocket],
+        _ => &[],
+    }
+}
+
+/// nats-server records a callout user's allowed connection types but does
+/// not check them (`buildInternalNkeyUser`, server/accounts.go), so the host
+/// does: the client is admitted only if every type it may be using is
+/// granted.
+fn check_connection_type(
+    granted: &[ConnectionType],
+    client: &claims::ClientInfo,
+) -> Result<(), String> {
+    if granted.is_empty() {
+        return Ok(());
+    }
+    let possible = possible_connection_types(client);
+    if !possible.is_empty() && possible.iter().all(|t| granted.contains(t)) {
+        return Ok(());
+    }
+    let names = |types: &[ConnectionType]| {
+        types
+            .iter()
+            .map(|t| connection_type(*t))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(match possible {
+        [] => format!(
+            "policy restricted connection types to [{}], and the request does not say how the client connects (kind {:?}, type {:?})",
+            names(granted),
+            truncate(client.kind.as_deref().unwrap_or("-"), 32),
+            truncate(client.client_type.as_deref().unwrap_or("-"), 32),
+        ),
+        possible => format!(
+            "client connects as {}, outside the granted connection types [{}]",
+            if possible.len() == 1 {
+                names(possible)
+            } else {
+                format!(
+                    "one of [{}] (the request cannot tell which)",
+                    names(possible)
+                )
+            },
+            names(granted)
+        ),
+    })
 }
 
 fn connection_type(t: ConnectionType) -> &'static str {
@@ -203,8 +420,17 @@ pub fn is_subject(subject: &str) -> bool {
     })
 }
 
+/// A queue group name as nats-io/jwt (`checkPermission` validates it as a
+/// subject) and nats-server (`setPermissions` drops what is not a literal)
+/// both accept: non-empty tokens without whitespace, control characters or
+/// wildcards.
 fn is_queue_name(queue: &str) -> bool {
-    !queue.is_empty() && !queue.chars().any(|c| c.is_whitespace() || c.is_control())
+    queue.split('.').all(|token| {
+        !token.is_empty()
+            && !token
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+    })
 }
 
 fn is_clock_time(text: &str) -> bool {
@@ -237,10 +463,23 @@ mod tests {
 
     fn rules() -> GrantRules {
         GrantRules {
-            accounts: vec!["APP".into()],
+            accounts: Accounts::Listed(vec!["APP".into()]),
             default_lifetime_secs: 60,
             max_lifetime_secs: 600,
         }
+    }
+
+    /// A plain TCP client at `host`.
+    fn from(host: &str) -> AuthorizationRequest {
+        client(Some(host), "Client", Some("nats"))
+    }
+
+    fn client(host: Option<&str>, kind: &str, client_type: Option<&str>) -> AuthorizationRequest {
+        let mut request = AuthorizationRequest::default();
+        request.client_info.host = host.map(Into::into);
+        request.client_info.kind = Some(kind.into());
+        request.client_info.client_type = client_type.map(Into::into);
+        request
     }
 
     fn grant(account: &str) -> Grant {
@@ -261,7 +500,7 @@ mod tests {
             limits: Limits {
                 subs: None,
                 data: None,
-                payload: Some(1024),
+                payload: None,
                 source_cidrs: vec![],
                 times: vec![],
                 times_location: None,
@@ -272,17 +511,19 @@ mod tests {
 
     #[test]
     fn accepts_a_good_grant_with_defaults() {
-        let checked = rules().check(&grant("APP"), Some("127.0.0.1")).unwrap();
+        let checked = rules().check(&grant("APP"), &from("127.0.0.1")).unwrap();
         assert_eq!(checked.lifetime_secs, 60);
         assert_eq!(checked.user.subs, -1);
-        assert_eq!(checked.user.payload, 1024);
+        assert_eq!(checked.user.payload, -1);
         assert_eq!(checked.user.tags, ["team"]);
         assert_eq!(checked.user.allowed_connection_types, ["STANDARD"]);
     }
 
     #[test]
     fn refuses_accounts_outside_the_list() {
-        let err = rules().check(&grant("SYS"), None).unwrap_err();
+        let err = rules()
+            .check(&grant("SYS"), &from("127.0.0.1"))
+            .unwrap_err();
         assert!(err.contains("\"SYS\""), "{err}");
     }
 
@@ -290,7 +531,7 @@ mod tests {
     fn shortens_long_lifetimes() {
         let mut g = grant("APP");
         g.expires_in_secs = Some(10_000);
-        let checked = rules().check(&g, None).unwrap();
+        let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
         assert_eq!(
             (checked.lifetime_secs, checked.shortened_from),
             (600, Some(10_000))
@@ -312,40 +553,251 @@ mod tests {
         ] {
             let mut g = grant("APP");
             g.publish.allow = vec![bad.into()];
-            assert!(rules().check(&g, None).is_err(), "{bad:?} accepted");
+            assert!(
+                rules().check(&g, &from("127.0.0.1")).is_err(),
+                "{bad:?} accepted"
+            );
         }
         for good in ["a", "a.*.c", ">", "$SYS.REQ.USER.INFO", "_INBOX.>"] {
             assert!(is_subject(good), "{good:?} refused");
         }
+        // Queue groups are checked as nats-io/jwt checks them.
+        for bad in ["a .", "a .q", "a q.", "a q..r", "a q r"] {
+            let mut g = grant("APP");
+            g.subscribe.allow = vec![bad.into()];
+            assert!(
+                rules().check(&g, &from("127.0.0.1")).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(is_queue_name("workers.eu") && !is_queue_name("w.*") && !is_queue_name("q.>"));
     }
 
     #[test]
     fn enforces_source_networks() {
         let mut g = grant("APP");
         g.limits.source_cidrs = vec!["10.0.0.0/8".into()];
-        assert!(rules().check(&g, Some("10.1.2.3")).is_ok());
+        assert!(rules().check(&g, &from("10.1.2.3")).is_ok());
         assert!(
             rules()
-                .check(&g, Some("192.168.1.1"))
+                .check(&g, &from("192.168.1.1"))
                 .unwrap_err()
                 .contains("outside")
         );
         g.limits.source_cidrs = vec!["not-a-cidr".into()];
-        assert!(rules().check(&g, Some("10.1.2.3")).is_err());
+        assert!(rules().check(&g, &from("10.1.2.3")).is_err());
     }
 
     #[test]
     fn checks_time_windows() {
         let mut g = grant("APP");
         g.limits.times = vec![TimeWindow {
-            start: "08:00:00".into(),
-            end: "17:30:00".into(),
+            start: "00:00:00".into(),
+            end: "23:59:59".into(),
         }];
-        assert!(rules().check(&g, None).is_ok());
+        g.limits.times_location = Some("Pacific/Kiritimati".into());
+        assert!(rules().check(&g, &from("127.0.0.1")).is_ok());
         g.limits.times = vec![TimeWindow {
             start: "8am".into(),
             end: "17:30:00".into(),
         }];
-        assert!(rules().check(&g, None).is_err());
+        assert!(rules().check(&g, &from("127.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn admits_only_inside_a_time_window_as_nats_server_does() {
+        use chrono::TimeZone as _;
+        let window = |start: &str, end: &str| TimeWindow {
+            start: start.into(),
+            end: end.into(),
+        };
+        let paris = Some(chrono_tz::Europe::Paris);
+        // 13:30 in Paris (UTC+1 in January).
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 1, 15, 12, 30, 0)
+            .unwrap();
+        let check = |windows: &[TimeWindow], zone| check_time_windows(windows, zone, now);
+        assert!(check(&[], None).is_ok());
+        assert!(check(&[window("08:00:00", "17:00:00")], paris).is_ok());
+        // The same hours in UTC would be 12:30: still in; 13:00-14:00 UTC is not.
+        assert!(check(&[window("13:00:00", "14:00:00")], paris).is_ok());
+        let outside = check(&[window("13:00:00", "14:00:00")], Some(chrono_tz::UTC)).unwrap_err();
+        assert_eq!(
+            outside,
+            "client connects at 12:30:00 UTC, outside the granted time windows"
+        );
+        // Over midnight: 22:00-14:00 holds 13:30; 22:00-06:00 does not.
+        assert!(check(&[window("22:00:00", "14:00:00")], paris).is_ok());
+        assert!(check(&[window("22:00:00", "06:00:00")], paris).is_err());
+        // Any window will do.
+        assert!(
+            check(
+                &[
+                    window("01:00:00", "02:00:00"),
+                    window("13:00:00", "14:00:00")
+                ],
+                paris
+            )
+            .is_ok()
+        );
+        // Edges are outside, as in nats-server; start == end never matches.
+        assert!(check(&[window("13:30:00", "14:00:00")], paris).is_err());
+        assert!(check(&[window("12:00:00", "13:30:00")], paris).is_err());
+        assert!(
+            check(&[window("10:00:00", "10:00:00")], paris)
+                .unwrap_err()
+                .contains("never matches")
+        );
+        // Without a zone the host cannot tell what nats-server will see.
+        assert!(
+            check(&[window("00:00:00", "23:59:59")], None)
+                .unwrap_err()
+                .contains("times-location")
+        );
+    }
+
+    #[test]
+    fn refuses_time_zones_nats_server_cannot_load() {
+        let mut g = grant("APP");
+        g.limits.times = vec![TimeWindow {
+            start: "00:00:00".into(),
+            end: "23:59:59".into(),
+        }];
+        for good in ["Europe/Paris", "UTC", "America/Argentina/Buenos_Aires"] {
+            g.limits.times_location = Some(good.into());
+            let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
+            assert_eq!(checked.user.times_location.as_deref(), Some(good));
+        }
+        for bad in [
+            "Mars/Olympus",
+            "europe/paris",
+            "Local",
+            "../../etc/passwd",
+            "UTC\n",
+        ] {
+            g.limits.times_location = Some(bad.into());
+            let reason = rules().check(&g, &from("127.0.0.1")).unwrap_err();
+            assert!(
+                reason.contains("not an IANA time zone"),
+                "{bad:?}: {reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_reply_ttls_beyond_go_durations() {
+        let mut g = grant("APP");
+        g.responses = Some(crate::bindings::ResponsePermission {
+            max_messages: 1,
+            ttl_ms: MAX_RESPONSE_TTL_MS,
+        });
+        let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
+        let ttl_ns = checked.user.resp.unwrap().ttl;
+        assert!(
+            i64::try_from(ttl_ns).is_ok(),
+            "{ttl_ns} overflows a Go Duration"
+        );
+        g.responses.as_mut().unwrap().ttl_ms = MAX_RESPONSE_TTL_MS + 1;
+        let reason = rules().check(&g, &from("127.0.0.1")).unwrap_err();
+        assert!(reason.contains("time.Duration"), "{reason}");
+    }
+
+    #[test]
+    fn refuses_per_user_limits_nobody_enforces() {
+        for (what, set) in [
+            (
+                "subs",
+                (|g: &mut Grant, v| g.limits.subs = v) as fn(&mut Grant, Option<i64>),
+            ),
+            ("data", |g, v| g.limits.data = v),
+            ("payload", |g, v| g.limits.payload = v),
+        ] {
+            let mut g = grant("APP");
+            // "No limit", said either way, is accepted and written as -1.
+            for unlimited in [None, Some(-1)] {
+                set(&mut g, unlimited);
+                let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
+                assert_eq!(
+                    (checked.user.subs, checked.user.data, checked.user.payload),
+                    (-1, -1, -1)
+                );
+            }
+            for value in [0, 5, -2, i64::MIN, i64::MAX] {
+                set(&mut g, Some(value));
+                let reason = rules().check(&g, &from("127.0.0.1")).unwrap_err();
+                assert!(
+                    reason.contains(&format!(
+                        "limits.{what} = {value}, which nats-server does not enforce"
+                    )),
+                    "{reason}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_tags_and_names_with_control_characters() {
+        for bad in [
+            "two\nlines",
+            "nul\0",
+            "esc\u{1b}[31m",
+            "",
+            "  ",
+            "rtl\u{202e}",
+        ] {
+            let mut g = grant("APP");
+            g.tags = vec![bad.into()];
+            assert!(
+                rules().check(&g, &from("127.0.0.1")).is_err(),
+                "tag {bad:?} accepted"
+            );
+            let mut g = grant("APP");
+            g.name = Some(format!("n{bad}"));
+            let accepted = rules().check(&g, &from("127.0.0.1")).is_ok();
+            assert_eq!(accepted, bad.trim().is_empty(), "name n{bad:?}");
+        }
+    }
+
+    #[test]
+    fn enforces_connection_types_from_the_request() {
+        use ConnectionType::*;
+        let admitted = |types: &[ConnectionType], request: &AuthorizationRequest| {
+            let mut g = grant("APP");
+            g.connection_types = types.to_vec();
+            rules().check(&g, request).is_ok()
+        };
+        let tcp = from("10.0.0.1");
+        let websocket = client(Some("10.0.0.1"), "Client", Some("websocket"));
+        let mqtt = client(Some("10.0.0.1"), "Client", Some("mqtt"));
+        let leaf = client(Some("10.0.0.1"), "Leafnode", None);
+        let in_process = client(None, "Client", Some("nats"));
+        let unknown = client(Some("10.0.0.1"), "JetStream", None);
+        // No restriction: everyone.
+        for request in [&tcp, &websocket, &mqtt, &leaf, &in_process, &unknown] {
+            assert!(admitted(&[], request));
+        }
+        assert!(admitted(&[Standard], &tcp));
+        assert!(!admitted(&[Websocket], &tcp));
+        assert!(!admitted(&[Mqtt, Websocket], &tcp));
+        assert!(admitted(&[Websocket], &websocket));
+        assert!(!admitted(&[Standard], &websocket));
+        // Ambiguous transports need every type they may be.
+        assert!(!admitted(&[Mqtt], &mqtt));
+        assert!(admitted(&[Mqtt, MqttWebsocket], &mqtt));
+        assert!(!admitted(&[Leafnode], &leaf));
+        assert!(admitted(&[Leafnode, LeafnodeWebsocket], &leaf));
+        assert!(!admitted(&[Standard], &in_process));
+        assert!(admitted(&[Standard, InProcess], &in_process));
+        assert!(!admitted(
+            &[Standard, Websocket, Mqtt, MqttWebsocket],
+            &unknown
+        ));
+        let mut g = grant("APP");
+        g.connection_types = vec![Websocket];
+        let reason = rules().check(&g, &tcp).unwrap_err();
+        assert_eq!(
+            reason,
+            "client connects as STANDARD, outside the granted connection types [WEBSOCKET]"
+        );
     }
 }

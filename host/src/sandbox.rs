@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
@@ -16,8 +16,10 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{LogLevel, Policy as PolicyWorld, nats::callout};
+use crate::untrusted::printable;
 
-/// One epoch tick: the resolution of policy deadlines.
+/// One epoch tick: how often running guest code checks its deadline and
+/// yields to the async runtime.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Bytes a policy may write to stdout and stderr (each) in one call; writing
@@ -27,6 +29,9 @@ pub const OUTPUT_CAPACITY: usize = 64 * 1024;
 /// `host.log` lines a policy may write in one call, and their length.
 pub const LOG_LINES_PER_CALL: u32 = 64;
 pub const LOG_LINE_BYTES: usize = 1024;
+
+/// What one log event shows of a call's stdout or stderr.
+pub const OUTPUT_EVENT_BYTES: usize = 4096;
 
 /// How the sandbox is sized.
 #[derive(Debug, Clone, Copy)]
@@ -39,15 +44,77 @@ pub struct SandboxLimits {
     pub max_memory_bytes: usize,
 }
 
+/// Linear memories one instance slot may hold (a language runtime has a few).
+const MEMORIES_PER_SLOT: u32 = 4;
+
+/// The engine's configuration for `slots` instances at once.
+fn engine_config(limits: SandboxLimits, slots: u32, layout: MemoryLayout) -> Config {
+    // Language runtimes are many core modules: a Python component
+    // instantiates 65 core instances and a handful of memories and tables.
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_stacks(slots)
+        .total_core_instances(slots.saturating_mul(128))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_SLOT))
+        .total_tables(slots.saturating_mul(8))
+        .max_core_instances_per_component(128)
+        .max_memories_per_component(16)
+        .max_tables_per_component(32)
+        .table_elements(100_000)
+        .max_component_instance_size(10 << 20)
+        .max_core_instance_size(10 << 20)
+        .max_memory_size(limits.max_memory_bytes)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(512 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .wasm_threads(false)
+        .wasm_memory64(false)
+        .max_wasm_stack(512 << 10);
+    if layout == MemoryLayout::Compact {
+        let cap = u64::try_from(limits.max_memory_bytes).unwrap_or(u64::MAX);
+        config
+            .memory_reservation(cap.next_multiple_of(WASM_PAGE))
+            .memory_reservation_for_growth(0)
+            .memory_guard_size(WASM_PAGE);
+    }
+    config
+}
+
+/// The size of a WebAssembly memory page.
+const WASM_PAGE: u64 = 64 << 10;
+
 /// The process-wide engine and linker.
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<CallState>,
 }
 
+/// How the pooling allocator lays out policy memories in the process's
+/// virtual address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLayout {
+    /// Each memory slot reserves 4 GiB plus guard pages, so compiled policies
+    /// need no bounds checks: the fastest, and about 4 GiB of address space
+    /// per slot (hundreds of GiB for a large `max_in_flight`).
+    Guarded,
+    /// Each memory slot reserves only the memory cap, and compiled policies
+    /// check bounds: slower, for machines whose address space is small (a
+    /// 39-bit virtual address space, or a `ulimit -v`).
+    Compact,
+}
+
 impl Sandbox {
     /// Builds the engine and starts its epoch ticker, which stops by itself
-    /// when the engine is dropped.
+    /// when the engine is dropped. Tries the [`MemoryLayout::Guarded`]
+    /// layout first and falls back to [`MemoryLayout::Compact`] when the
+    /// address space cannot hold it.
     pub fn new(limits: SandboxLimits) -> wasmtime::Result<Arc<Sandbox>> {
         let slots = u32::try_from(
             limits
@@ -56,35 +123,27 @@ impl Sandbox {
         )
         .unwrap_or(u32::MAX)
         .saturating_add(4);
-        // Language runtimes are many core modules: a Python component
-        // instantiates 65 core instances and a handful of memories and tables.
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(slots)
-            .total_stacks(slots)
-            .total_core_instances(slots.saturating_mul(128))
-            .total_memories(slots.saturating_mul(4))
-            .total_tables(slots.saturating_mul(8))
-            .max_core_instances_per_component(128)
-            .max_memories_per_component(16)
-            .max_tables_per_component(32)
-            .table_elements(100_000)
-            .max_component_instance_size(10 << 20)
-            .max_core_instance_size(10 << 20)
-            .max_memory_size(limits.max_memory_bytes)
-            .linear_memory_keep_resident(2 << 20)
-            .table_keep_resident(512 << 10)
-            .pagemap_scan(wasmtime::Enabled::Auto);
-
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true)
-            .wasm_threads(false)
-            .wasm_memory64(false)
-            .max_wasm_stack(512 << 10);
-        let engine = Engine::new(&config)?;
+        let memories = slots.saturating_mul(MEMORIES_PER_SLOT);
+        let engine = match Engine::new(&engine_config(limits, slots, MemoryLayout::Guarded)) {
+            Ok(engine) => engine,
+            Err(guarded) => {
+                let engine = Engine::new(&engine_config(limits, slots, MemoryLayout::Compact))
+                    .map_err(|compact| {
+                        wasmtime::format_err!(
+                            "cannot reserve virtual address space for {memories} policy memories of up to {} MiB \
+                             ({slots} instance slots: [service] max_in_flight + [policy] max_idle_instances + 4): {compact:#}; \
+                             lower those or [policy] memory_mb, or raise the address-space limit (ulimit -v)",
+                            limits.max_memory_bytes >> 20
+                        )
+                    })?;
+                tracing::warn!(
+                    reason = %format!("{guarded:#}"),
+                    memories,
+                    "not enough virtual address space for guarded policy memories; using compact memories with bounds checks (slower calls)"
+                );
+                engine
+            }
+        };
 
         let weak = engine.weak();
         thread::Builder::new()
@@ -124,15 +183,15 @@ pub struct CallState {
     stderr_flushed: usize,
     policy_name: Arc<str>,
     log_lines_left: u32,
-    /// Epoch ticks this call may still run for.
-    pub(crate) ticks_left: u64,
+    /// When the current phase (start, `init` or a call) must have ended, by
+    /// the wall clock: checked at every epoch tick while guest code runs.
+    pub(crate) deadline: Instant,
 }
 
 impl CallState {
     /// A fresh state: no filesystem, network, environment, arguments or stdin;
-    /// bounded stdout and stderr; memory capped at `memory_bytes`; a deadline
-    /// of `ticks_left` epoch ticks.
-    pub fn new(policy_name: Arc<str>, memory_bytes: usize, ticks_left: u64) -> CallState {
+    /// bounded stdout and stderr; memory capped at `memory_bytes`; a deadline.
+    pub fn new(policy_name: Arc<str>, memory_bytes: usize, deadline: Instant) -> CallState {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
@@ -164,14 +223,14 @@ impl CallState {
             stderr_flushed: 0,
             policy_name,
             log_lines_left: LOG_LINES_PER_CALL,
-            ticks_left,
+            deadline,
         }
     }
 
     /// Readies a reused instance's state for its next call: a new deadline
     /// and a new allowance of log lines.
-    pub fn start_call(&mut self, ticks_left: u64) {
-        self.ticks_left = ticks_left;
+    pub fn start_call(&mut self, deadline: Instant) {
+        self.deadline = deadline;
         self.log_lines_left = LOG_LINES_PER_CALL;
     }
 
@@ -196,7 +255,8 @@ impl CallState {
             let bytes = pipe.contents();
             if let Some(new) = bytes.get(*flushed..).filter(|new| !new.is_empty()) {
                 let text = String::from_utf8_lossy(new);
-                tracing::info!(policy = %self.policy_name, stream, output = ?text.trim_end(), "policy output");
+                let output = printable(text.trim_end(), OUTPUT_EVENT_BYTES);
+                tracing::info!(policy = %self.policy_name, stream, ?output, "policy output");
             }
             *flushed = bytes.len();
         }
@@ -271,22 +331,16 @@ impl callout::host::Host for CallState {
             return;
         }
         self.log_lines_left -= 1;
-        let mut message = message;
-        if message.len() > LOG_LINE_BYTES {
-            let mut end = LOG_LINE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
+        // Escaped, bounded and quoted: a policy can neither write a line of
+        // its own nor make its message read as the host's fields.
+        let message = printable(&message, LOG_LINE_BYTES);
         let policy = &*self.policy_name;
         match level {
-            LogLevel::Trace => tracing::trace!(policy, "{message}"),
-            LogLevel::Debug => tracing::debug!(policy, "{message}"),
-            LogLevel::Info => tracing::info!(policy, "{message}"),
-            LogLevel::Warn => tracing::warn!(policy, "{message}"),
-            LogLevel::Error => tracing::error!(policy, "{message}"),
+            LogLevel::Trace => tracing::trace!(policy, "{message:?}"),
+            LogLevel::Debug => tracing::debug!(policy, "{message:?}"),
+            LogLevel::Info => tracing::info!(policy, "{message:?}"),
+            LogLevel::Warn => tracing::warn!(policy, "{message:?}"),
+            LogLevel::Error => tracing::error!(policy, "{message:?}"),
         }
         if self.log_lines_left == 0 {
             tracing::warn!(

@@ -12,7 +12,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{self, Config};
-use crate::service::{Binding, Outcome};
+use crate::service::{Binding, Outcome, REASON_BYTES};
+use crate::untrusted::printable;
 
 /// The subject nats-server publishes authorization requests on.
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
@@ -139,7 +140,11 @@ pub async fn serve(
                     }
                 }
                 Outcome::Silent { record } => record.log(true),
-                Outcome::Dropped { reason } => tracing::warn!(%reason, "request dropped"),
+                Outcome::Dropped { reason } => {
+                    // The reason may quote what the message carried.
+                    let reason = printable(&reason, REASON_BYTES);
+                    tracing::warn!(?reason, "request dropped");
+                }
             }
         });
     }

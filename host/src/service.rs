@@ -11,8 +11,19 @@ use crate::jwt::{FastSigner, IssuerKeys};
 use crate::policy::LoadedPolicy;
 use crate::request::{RequestCheck, VerifiedRequest, to_policy_request, unix_now};
 use crate::response::{self, Answer};
-use crate::rules::{CheckedGrant, GrantRules, MAX_REASON_BYTES, truncate};
+use crate::rules::{CheckedGrant, GrantRules};
 use crate::sealed_box::SealedBoxes;
+use crate::untrusted::printable;
+
+/// What a deny reason may hold of the policy's own words.
+pub const POLICY_REASON_BYTES: usize = 512;
+
+/// The longest deny reason, as logged and as sent to nats-server (which logs
+/// it): the host's words plus what they quote.
+pub const REASON_BYTES: usize = 1024;
+
+/// The longest user or host name shown in a decision line.
+pub const NAME_BYTES: usize = 256;
 
 /// A policy bound to the keys it signs with and the rules it is held to.
 /// Several bindings, one per issuer account, can serve one NATS connection.
@@ -31,7 +42,17 @@ pub struct Binding {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Allow(Box<CheckedGrant>),
+    /// Denied, for this reason: escaped and bounded (see [`Verdict::deny`]).
     Deny(String),
+}
+
+impl Verdict {
+    /// A deny whose reason is safe to log and to send: however much of it a
+    /// policy or a client wrote, it holds no control character and fits in
+    /// [`REASON_BYTES`].
+    pub fn deny(reason: impl AsRef<str>) -> Verdict {
+        Verdict::Deny(printable(reason.as_ref(), REASON_BYTES).into_owned())
+    }
 }
 
 /// What to do with one message, and what to log about it.
@@ -47,7 +68,8 @@ pub enum Outcome {
     Dropped { reason: String },
 }
 
-/// One decision, as logged. Holds no credential.
+/// One decision, as logged. Holds no credential, and every text in it is
+/// escaped and bounded.
 #[derive(Debug, Clone)]
 pub struct DecisionRecord {
     pub client_id: Option<u64>,
@@ -82,7 +104,7 @@ impl Binding {
     /// Phase 2: asks the policy and checks its grant.
     pub async fn decide(&self, request: &VerifiedRequest) -> Verdict {
         if let Some(refusal) = &request.refusal {
-            return Verdict::Deny(refusal.clone());
+            return Verdict::deny(refusal);
         }
         let nats = request.request();
         let decision = match self
@@ -91,19 +113,17 @@ impl Binding {
             .await
         {
             Ok(decision) => decision,
-            Err(error) => return Verdict::Deny(error.to_string()),
+            Err(error) => return Verdict::deny(error.to_string()),
         };
         match decision {
-            crate::bindings::Decision::Deny(reason) => Verdict::Deny(format!(
+            crate::bindings::Decision::Deny(reason) => Verdict::deny(format!(
                 "policy denied: {}",
-                truncate(&reason, MAX_REASON_BYTES)
+                printable(&reason, POLICY_REASON_BYTES)
             )),
-            crate::bindings::Decision::Allow(grant) => {
-                match self.rules.check(&grant, nats.client_info.host.as_deref()) {
-                    Ok(checked) => Verdict::Allow(Box::new(checked)),
-                    Err(reason) => Verdict::Deny(reason),
-                }
-            }
+            crate::bindings::Decision::Allow(grant) => match self.rules.check(&grant, nats) {
+                Ok(checked) => Verdict::Allow(Box::new(checked)),
+                Err(reason) => Verdict::deny(reason),
+            },
         }
     }
 
@@ -119,7 +139,7 @@ impl Binding {
             let mut user = response::user_claims(nats, grant, now);
             match response::sign(nats, Answer::Allow(&mut user), &self.issuer, now, seal) {
                 Ok(payload) => return Some(payload),
-                Err(error) => *verdict = Verdict::Deny(error.to_string()),
+                Err(error) => *verdict = Verdict::deny(error.to_string()),
             }
         }
         let Verdict::Deny(reason) = verdict else {
@@ -147,14 +167,14 @@ impl Binding {
         let mut verdict = self.decide(&request).await;
         let reply = self.respond(&request, &mut verdict);
         let nats = request.request();
+        let shown = |text: &Option<String>| {
+            text.as_deref()
+                .map(|text| printable(text, NAME_BYTES).into_owned())
+        };
         let record = DecisionRecord {
             client_id: nats.client_info.id,
-            client_host: nats.client_info.host.clone(),
-            user: nats
-                .connect_opts
-                .user
-                .clone()
-                .or_else(|| nats.connect_opts.name.clone()),
+            client_host: shown(&nats.client_info.host),
+            user: shown(&nats.connect_opts.user).or_else(|| shown(&nats.connect_opts.name)),
             allowed: matches!(verdict, Verdict::Allow(_)),
             account: match &verdict {
                 Verdict::Allow(grant) => Some(grant.account.clone()),

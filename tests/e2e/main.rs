@@ -1,6 +1,7 @@
 //! End-to-end tests: a real nats-server, the real `nats-callout` binary, real
 //! clients and real keys. Build the policies first (`scripts/test.sh` does).
 
+mod hardening;
 mod harness;
 mod languages;
 
@@ -338,6 +339,11 @@ async fn hostile_policies_are_denied_and_the_host_keeps_serving() {
             "policy denied: file=false dir=false env=0 args=0 net=false",
         ),
         ("flood", "policy trapped"),
+        // A host function refused the call: the cause, not the backtrace header.
+        (
+            "random",
+            "policy call failed in the host: requested len 1048576 exceeds limit 1024",
+        ),
     ];
     for (user, reason) in cases {
         if connect_as(&server, user).await.is_ok() {

@@ -126,39 +126,52 @@ type Permission struct {
 }
 
 // Lets the user publish replies to requests it received, without listing
-// every reply subject in `publish.allow`.
+// every reply subject in `publish.allow`. Enforced by nats-server.
 type ResponsePermission struct {
 	// How many replies per request (0 means 1).
 	MaxMessages uint32
-	// How long the reply subject stays open, in milliseconds (0 means 2 minutes).
+	// How long the reply subject stays open, in milliseconds (0 means 2
+	// minutes). At most 9223372036854 (Go's `time.Duration`, about 292
+	// years); more denies the request.
 	TtlMs uint64
 }
 
 // A daily window during which the user may be connected, as `HH:MM:SS`
 // times. Outside every window the connection is refused; inside, it ends
-// when the window does.
+// when the window does. A window whose start is after its end runs over
+// midnight (nats-server before 2.11.17, 2.12.8 and 2.14.0 mishandles
+// those); one whose start equals its end never matches and is refused.
+// The host checks the windows when the client connects, as nats-server
+// does, and denies a client outside all of them.
 type TimeWindow struct {
 	Start string
 	End   string
 }
 
-// Limits on the connection. `none` means no limit of the user's own
-// (the account's and the server's limits still apply).
+// Limits on the connection.
 type Limits struct {
-	// Maximum number of subscriptions.
-	Subs witTypes.Option[int64]
-	// Maximum bytes the user may publish in total.
-	Data witTypes.Option[int64]
-	// Maximum size of one message, in bytes.
+	// Per-user limits on subscriptions, bytes published and message size.
+	// nats-server does not apply these to auth callout users (it uses the
+	// account's and the server's limits), so the host refuses any value
+	// but `none` or -1 (no limit): a grant that sets one is denied with a
+	// reason naming what to use instead (the account's `max_subs` and
+	// `max_payload` limits).
+	Subs    witTypes.Option[int64]
+	Data    witTypes.Option[int64]
 	Payload witTypes.Option[int64]
-	// The networks the user may connect from, as CIDRs such as `10.0.0.0/8`.
-	// nats-server does not enforce this for callout users: the host
-	// denies a request whose `client-info.host` is outside them.
+	// The networks the user may connect from, as CIDRs such as
+	// `10.0.0.0/8` (a bare address means that one address). nats-server
+	// does not enforce this for callout users: the host denies a request
+	// whose `client-info.host` is outside them.
 	SourceCidrs []string
-	// When the user may be connected; empty means always.
+	// When the user may be connected; empty means always. Needs
+	// `times-location`.
 	Times []TimeWindow
-	// The IANA time zone of `times`, such as `Europe/Paris`; empty means the
-	// server's local time.
+	// The IANA time zone of `times`, such as `Europe/Paris` or `UTC`
+	// (case matters). Required when `times` is set: without it nats-server
+	// reads the windows in its own local time, which the host cannot
+	// know. A name that is not an IANA zone denies the request (nats-server
+	// would refuse the user JWT).
 	TimesLocation witTypes.Option[string]
 }
 
@@ -172,7 +185,13 @@ const (
 	ConnectionType_InProcess         uint8 = 6
 )
 
-// A connection type a user may use.
+// A connection type a user may use. nats-server does not check these for
+// auth callout users, so the host does, from the request's
+// `client-info.kind` and `client-type`. The request cannot tell every
+// type apart: an MQTT client may be `mqtt` or `mqtt-websocket`, a
+// leafnode `leafnode` or `leafnode-websocket`, and a client without an IP
+// address `standard` or `in-process`. The host admits a client only if
+// every type it may be is granted, so grant both of such a pair.
 type ConnectionType = uint8
 
 // What an admitted user gets.
@@ -182,7 +201,8 @@ type Grant struct {
 	// this policy to use.
 	Account string
 	// The name shown for the user in monitoring and `$SYS.REQ.USER.INFO`.
-	// Empty keeps the server's default.
+	// Empty keeps the server's default. At most 256 bytes, no control
+	// characters.
 	Name witTypes.Option[string]
 	// Publish permissions.
 	Publish Permission
@@ -195,7 +215,8 @@ type Grant struct {
 	// again). `none` means the host's default lifetime; anything above the
 	// host's maximum is shortened to it.
 	ExpiresInSecs witTypes.Option[uint64]
-	// Free-form tags recorded in the user JWT.
+	// Free-form tags recorded in the user JWT (lower-cased). nats-server
+	// ignores them for callout users; no control characters, at most 64.
 	Tags []string
 	// Limits on the connection.
 	Limits Limits
@@ -207,7 +228,8 @@ const (
 	// Admit the user with these permissions.
 	Decision_Allow uint8 = 0
 	// Refuse the user. The reason goes to the host's log and the server's
-	// log; the client only ever sees `Authorization Violation`.
+	// log; the client only ever sees `Authorization Violation`. The host
+	// escapes control characters and keeps at most 512 bytes of it.
 	Decision_Deny uint8 = 1
 )
 

@@ -17,6 +17,7 @@ from ..imports import types
 def log(level: types.LogLevel, message: str) -> None:
     """
     Writes a line to the host's log, tagged with the policy's name. Lines are
-    truncated to 1 KiB and limited in number per call.
+    truncated to 1 KiB, control characters are escaped (a message cannot
+    start a log line of its own), and 64 lines per call are kept.
     """
     raise NotImplementedError

@@ -98,7 +98,7 @@ class Permission:
 class ResponsePermission:
     """
     Lets the user publish replies to requests it received, without listing
-    every reply subject in `publish.allow`.
+    every reply subject in `publish.allow`. Enforced by nats-server.
     """
     max_messages: int
     ttl_ms: int
@@ -108,7 +108,11 @@ class TimeWindow:
     """
     A daily window during which the user may be connected, as `HH:MM:SS`
     times. Outside every window the connection is refused; inside, it ends
-    when the window does.
+    when the window does. A window whose start is after its end runs over
+    midnight (nats-server before 2.11.17, 2.12.8 and 2.14.0 mishandles
+    those); one whose start equals its end never matches and is refused.
+    The host checks the windows when the client connects, as nats-server
+    does, and denies a client outside all of them.
     """
     start: str
     end: str
@@ -116,8 +120,7 @@ class TimeWindow:
 @dataclass
 class Limits:
     """
-    Limits on the connection. `none` means no limit of the user's own
-    (the account's and the server's limits still apply).
+    Limits on the connection.
     """
     subs: Optional[int]
     data: Optional[int]
@@ -128,7 +131,13 @@ class Limits:
 
 class ConnectionType(Enum):
     """
-    A connection type a user may use.
+    A connection type a user may use. nats-server does not check these for
+    auth callout users, so the host does, from the request's
+    `client-info.kind` and `client-type`. The request cannot tell every
+    type apart: an MQTT client may be `mqtt` or `mqtt-websocket`, a
+    leafnode `leafnode` or `leafnode-websocket`, and a client without an IP
+    address `standard` or `in-process`. The host admits a client only if
+    every type it may be is granted, so grant both of such a pair.
     """
     STANDARD = 0
     WEBSOCKET = 1

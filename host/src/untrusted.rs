@@ -1,0 +1,95 @@
+//! Text that a policy or a client controls — log messages, printed output,
+//! deny reasons, `init` errors, user and connection names — made safe to
+//! write into a log line or into the `nats.error` that nats-server logs.
+//!
+//! One rule for every such string, in every log format: control characters
+//! (newlines, NUL, escape sequences, and the Unicode line and bidirectional
+//! controls that make a terminal or a viewer show something other than what
+//! is written) become visible `\n`, `\u{1b}`-style escapes, and the text is
+//! cut to a byte bound on a character boundary, marked with `…`. A policy
+//! can then neither start a line of its own in the host's or the server's
+//! log nor flood it.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// The mark left where text was cut.
+pub const CUT_MARK: char = '…';
+
+/// `text` with every control character escaped, at most `max_bytes` long
+/// (plus the cut mark when it was cut). Borrows when nothing changes.
+pub fn printable(text: &str, max_bytes: usize) -> Cow<'_, str> {
+    if text.len() <= max_bytes && is_printable(text) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len().min(max_bytes) + 8);
+    for c in text.chars() {
+        let before = out.len();
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+        if out.len() > max_bytes {
+            out.truncate(before);
+            out.push(CUT_MARK);
+            break;
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether `text` has nothing [`printable`] would escape.
+pub fn is_printable(text: &str) -> bool {
+    !text.chars().any(needs_escape)
+}
+
+/// Characters that must not reach a log line as they are.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        // Line and paragraph separators: new lines to many viewers.
+        || matches!(c, '\u{2028}' | '\u{2029}')
+        // Bidirectional embeddings, overrides and isolates: they reorder
+        // what a reader sees ("Trojan Source", CVE-2021-42574).
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_plain_text_alone() {
+        assert!(matches!(
+            printable("alice from café", 64),
+            Cow::Borrowed("alice from café")
+        ));
+    }
+
+    #[test]
+    fn escapes_every_control_character() {
+        let forged =
+            "ok\nINFO authorization decision=\"allow\"\r\u{0}\u{1b}[31m\u{7f}\u{2028}\u{202e}";
+        let shown = printable(forged, 1024);
+        assert_eq!(
+            shown,
+            "ok\\nINFO authorization decision=\"allow\"\\r\\u{0}\\u{1b}[31m\\u{7f}\\u{2028}\\u{202e}"
+        );
+        assert!(!shown.chars().any(needs_escape));
+    }
+
+    #[test]
+    fn cuts_on_a_character_boundary_and_marks_the_cut() {
+        let long = "é".repeat(100);
+        assert_eq!(printable(&long, 11), format!("{}{CUT_MARK}", "é".repeat(5)));
+        // An escape is never cut in half.
+        let shown = printable("abcdefgh\n", 9);
+        assert_eq!(shown, format!("abcdefgh{CUT_MARK}"));
+        // Bounded however long the input.
+        assert!(printable(&"\n".repeat(1 << 20), 512).len() <= 512 + CUT_MARK.len_utf8());
+    }
+}
