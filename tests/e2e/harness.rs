@@ -101,6 +101,9 @@ pub struct Keys {
     pub xkey: XKey,
     /// The service's own user nkey, for NATS nkey authentication.
     pub service: KeyPair,
+    /// The service's user JWT, for an operator-mode server: when set, the
+    /// callout logs in with a creds file holding it and `service`'s seed.
+    pub service_jwt: Option<String>,
 }
 
 impl Keys {
@@ -109,8 +112,22 @@ impl Keys {
             issuer: KeyPair::new_account(),
             xkey: XKey::new(),
             service: KeyPair::new_user(),
+            service_jwt: None,
         }
     }
+}
+
+/// A `.creds` file as `nsc` writes it: the user JWT, then the user's seed.
+fn creds_file(jwt: &str, user: &KeyPair) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n",
+        seed = user.seed().expect("seed"),
+    )
 }
 
 /// How the test's nats-server is configured.
@@ -133,8 +150,6 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start(spec: &ServerSpec) -> NatsServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let xkey = spec
             .xkey_public
             .as_ref()
@@ -142,7 +157,6 @@ impl NatsServer {
             .unwrap_or_default();
         let conf = format!(
             r#"
-listen: 127.0.0.1:{port}
 server_name: test
 max_payload: 4MB
 accounts {{
@@ -174,6 +188,15 @@ authorization {{
             issuer = spec.issuer_public,
             service_nkey = spec.service_nkey,
         );
+        NatsServer::with_conf(&conf)
+    }
+
+    /// A nats-server running the configuration `conf`, to which this adds
+    /// only the `listen` line (on a free port).
+    pub fn with_conf(conf: &str) -> NatsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = format!("listen: 127.0.0.1:{port}\n{conf}");
         std::fs::write(dir.path().join("server.conf"), conf).expect("write server.conf");
         let mut server = NatsServer {
             port,
@@ -275,7 +298,8 @@ pub struct CalloutSpec<'a> {
     pub accounts: &'a [&'a str],
     pub with_xkey: bool,
     pub extra_policy_toml: &'a str,
-    /// Connect to NATS with the service's nkey instead of `auth`/`pwd`.
+    /// Connect to NATS with the service's nkey instead of `auth`/`pwd`
+    /// (ignored when `Keys::service_jwt` asks for a creds file).
     pub nkey_auth: bool,
 }
 
@@ -320,7 +344,14 @@ impl Callout {
             keys.service.seed().expect("seed"),
         )
         .expect("write nkey");
-        let nats_auth = if spec.nkey_auth {
+        let nats_auth = if let Some(jwt) = &keys.service_jwt {
+            std::fs::write(
+                dir.path().join("service.creds"),
+                creds_file(jwt, &keys.service),
+            )
+            .expect("write creds");
+            "creds_file = \"service.creds\""
+        } else if spec.nkey_auth {
             "nkey_seed_file = \"service.nk\""
         } else {
             "user = \"auth\"\npassword = \"pwd\""

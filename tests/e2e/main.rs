@@ -4,6 +4,7 @@
 mod hardening;
 mod harness;
 mod languages;
+mod operator;
 
 use std::time::{Duration, Instant};
 
