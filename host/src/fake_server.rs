@@ -1,6 +1,9 @@
 //! nats-server's side of the exchange, for benchmarks and tests: builds,
 //! signs and (optionally) seals authorization requests exactly as the server
-//! does, and opens the service's responses.
+//! does, and opens the service's responses. [`FakeService`] is the other
+//! side's keys, for tests of request checks.
+
+use std::time::Duration;
 
 use nkeys::KeyPair;
 use nkeys::XKey;
@@ -9,8 +12,44 @@ use crate::claims::{
     AuthorizationRequest, AuthorizationResponse, ClientInfo, ConnectOpts, REQUEST_AUDIENCE,
     ServerId,
 };
-use crate::jwt::{self, Claims};
-use crate::request::unix_now;
+use crate::jwt::{self, Claims, IssuerKeys};
+use crate::request::{RequestCheck, unix_now};
+use crate::sealed_box::SealedBoxes;
+
+/// The service's side, as `service.rs` holds it: its issuer account, its
+/// curve key and its cache of server keys.
+pub struct FakeService {
+    pub issuer: String,
+    pub boxes: SealedBoxes,
+    /// The public half of the service's curve key, which servers seal to.
+    pub xkey: XKey,
+    pub server_keys: IssuerKeys,
+}
+
+impl Default for FakeService {
+    fn default() -> Self {
+        let xkey = XKey::new();
+        let seed = xkey.seed().expect("a new curve key has a seed");
+        FakeService {
+            issuer: KeyPair::new_account().public_key(),
+            boxes: SealedBoxes::from_seed(&seed).expect("a new curve seed opens"),
+            xkey: XKey::from_public_key(&xkey.public_key()).expect("its own public key"),
+            server_keys: IssuerKeys::default(),
+        }
+    }
+}
+
+impl FakeService {
+    /// The service's request checks, requiring encryption when `encrypted`.
+    pub fn check(&self, encrypted: bool) -> RequestCheck<'_> {
+        RequestCheck {
+            issuer: &self.issuer,
+            xkey: encrypted.then_some(&self.boxes),
+            server_keys: &self.server_keys,
+            expiry_leeway: Duration::from_secs(2),
+        }
+    }
+}
 
 /// A pretend nats-server with its own identity and curve keys.
 pub struct FakeServer {

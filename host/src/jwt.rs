@@ -113,11 +113,15 @@ pub fn decode_with<N: DeserializeOwned>(
     let payload_json = decode_part(payload, "payload")?;
     let signature = decode_part(signature, "signature")?;
     let issuer: IssuerOnly = serde_json::from_slice(&payload_json).map_err(JwtError::Claims)?;
-    let key = keys.resolve(&issuer.iss)?;
+    let (key, known) = keys.resolve(&issuer.iss)?;
     let signature = Signature::from_slice(&signature).map_err(|_| JwtError::Signature)?;
     let signed_len = token.len() - signature_len(token);
     key.verify(&token.as_bytes()[..signed_len], &signature)
         .map_err(|_| JwtError::Signature)?;
+    if !known {
+        // Only keys that signed something: junk cannot churn the cache.
+        keys.remember(&issuer.iss, key);
+    }
     serde_json::from_slice(&payload_json).map_err(JwtError::Claims)
 }
 
@@ -133,22 +137,27 @@ pub struct IssuerKeys {
 const MAX_ISSUER_KEYS: usize = 1024;
 
 impl IssuerKeys {
-    fn resolve(&self, issuer: &str) -> Result<VerifyingKey, JwtError> {
+    /// The key `issuer` names, and whether it was already known.
+    fn resolve(&self, issuer: &str) -> Result<(VerifyingKey, bool), JwtError> {
         if let Ok(known) = self.known.lock()
             && let Some(key) = known.get(issuer)
         {
-            return Ok(*key);
+            return Ok((*key, true));
         }
         let bad = || JwtError::Issuer(issuer.to_string());
         let (_, raw) = nkeys::from_public_key(issuer).map_err(|_| bad())?;
         let key = VerifyingKey::from_bytes(&raw).map_err(|_| bad())?;
+        Ok((key, false))
+    }
+
+    /// Keeps `key`, once a signature by it has verified.
+    fn remember(&self, issuer: &str, key: VerifyingKey) {
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= MAX_ISSUER_KEYS {
                 known.clear();
             }
             known.insert(issuer.to_string(), key);
         }
-        Ok(key)
     }
 }
 
@@ -276,6 +285,25 @@ mod tests {
             }
         );
         assert!(!decoded.jti.is_empty());
+    }
+
+    #[test]
+    fn only_keys_whose_signature_verified_are_remembered() {
+        let keys = IssuerKeys::default();
+        let signer = KeyPair::new_account();
+        let token = encode(&mut claims(), &signer).unwrap();
+        // The right key named in `iss`, but a signature that does not verify.
+        let (signed, _) = token.rsplit_once('.').unwrap();
+        let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+        assert!(decode_with::<serde_json::Value>(&forged, &keys).is_err());
+        assert!(keys.known.lock().unwrap().is_empty());
+        decode_with::<serde_json::Value>(&token, &keys).unwrap();
+        assert!(
+            keys.known
+                .lock()
+                .unwrap()
+                .contains_key(&signer.public_key())
+        );
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //! Run them (release, like every test here):
 //!
 //! ```sh
-//! cargo test --release -p nats-callout --lib proptests          # quick: a few seconds
-//! PROPTEST_CASES=20000 cargo test --release -p nats-callout --lib proptests   # long run
+//! cargo test --release -p nats-callout --lib proptests     # default: ~3 s
+//! PROPTEST_CASES=20000 cargo test --release -p nats-callout --lib proptests    # ~25 s
+//! PROPTEST_CASES=200000 cargo test --release -p nats-callout --lib proptests   # ~3 min
 //! ```
 //!
-//! `PROPTEST_CASES` sets the number of cases of every property (proptest reads
-//! it itself); without it each property runs the small number given to
-//! [`config`]. Every run draws new inputs; `PROPTEST_RNG_SEED=<n>` replays one.
-//! A failure is shrunk to a minimal input, which proptest prints.
+//! (Times on this 2-core machine.) `PROPTEST_CASES` sets the number of cases
+//! of every property but the size one (proptest reads it itself); without it
+//! each property runs the number given to [`config`]. Every run draws new
+//! inputs; `PROPTEST_RNG_SEED=<n>` replays one. A failure is shrunk to a
+//! minimal input, which proptest prints.
 //!
 //! The grant properties check every JWT the host mints with an oracle,
 //! [`nats_refusal`], that encodes what nats-io/jwt v2 (`Decode`,
@@ -29,7 +31,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -45,14 +46,13 @@ use crate::bindings::{ConnectionType, Grant, Limits, Permission, ResponsePermiss
 use crate::claims::{
     AuthorizationRequest, ClientInfo, ClientTls, ConnectOpts, REQUEST_AUDIENCE, ServerId,
 };
-use crate::fake_server::FakeServer;
-use crate::jwt::{self, Claims, FastSigner, IssuerKeys, MAX_TOKEN_BYTES};
-use crate::request::{RequestCheck, VerifiedRequest, unix_now};
+use crate::fake_server::{FakeServer, FakeService};
+use crate::jwt::{self, Claims, FastSigner, MAX_TOKEN_BYTES};
+use crate::request::{VerifiedRequest, unix_now};
 use crate::response::{self, Answer, ResponseError};
 use crate::rules::{
     Accounts, CheckedGrant, GrantRules, MAX_NAME_BYTES, MAX_SUBJECT_BYTES, MAX_SUBJECTS, MAX_TAGS,
 };
-use crate::sealed_box::SealedBoxes;
 
 // ---------------------------------------------------------------------------
 // Harness: case counts and allocation measurement.
@@ -178,35 +178,17 @@ fn text_list() -> impl Strategy<Value = Vec<String>> {
 // ---------------------------------------------------------------------------
 // Request path: fixtures.
 
-/// The service's side: its issuer account, its curve key and its cache of
-/// server keys, as `service.rs` holds them.
-struct Service {
-    issuer: String,
-    boxes: SealedBoxes,
-    xkey: XKey,
-    server_keys: IssuerKeys,
+/// [`FakeService`] opening requests, with a memory bound.
+trait BoundedOpen {
+    fn open(
+        &self,
+        encrypted: bool,
+        payload: &[u8],
+        header: Option<&str>,
+    ) -> Result<Result<VerifiedRequest, String>, TestCaseError>;
 }
 
-impl Service {
-    fn new() -> Service {
-        let xkey = XKey::new();
-        Service {
-            issuer: KeyPair::new_account().public_key(),
-            boxes: SealedBoxes::from_seed(&xkey.seed().unwrap()).unwrap(),
-            xkey: XKey::from_public_key(&xkey.public_key()).unwrap(),
-            server_keys: IssuerKeys::default(),
-        }
-    }
-
-    fn check(&self, encrypted: bool) -> RequestCheck<'_> {
-        RequestCheck {
-            issuer: &self.issuer,
-            xkey: encrypted.then_some(&self.boxes),
-            server_keys: &self.server_keys,
-            expiry_leeway: Duration::from_secs(2),
-        }
-    }
-
+impl BoundedOpen for FakeService {
     /// `RequestCheck::open`, failing the case if it held more memory than
     /// [`allocation_bound`] allows.
     fn open(
@@ -726,7 +708,7 @@ impl Part {
 /// nothing panics or holds more than a few copies of the input.
 #[test]
 fn genuine_requests_are_accepted_intact_and_damaged_ones_refused() {
-    let service = Service::new();
+    let service = FakeService::default();
     let server = FakeServer::default();
     proptest!(config(1024), |(
         body in request_body(),
@@ -782,7 +764,7 @@ fn genuine_requests_are_accepted_intact_and_damaged_ones_refused() {
 /// refused with an `Err`, without panicking.
 #[test]
 fn requests_with_broken_claims_are_refused() {
-    let service = Service::new();
+    let service = FakeService::default();
     let server = FakeServer::default();
     const RAW: &str = "@@raw@@";
     proptest!(config(1024), |(breakage in breakage(), sealed in any::<bool>(), client in request_body())| {
@@ -855,7 +837,7 @@ fn remove(json: &mut Value, pointer: &str) {
 /// xkey, are refused with an `Err` in bounded memory.
 #[test]
 fn arbitrary_bytes_are_refused() {
-    let service = Service::new();
+    let service = FakeService::default();
     let server = FakeServer::default();
     let prefix = select(vec![&b""[..], &b"eyJ"[..], &b"xkv1"[..]]);
     proptest!(config(2048), |(
@@ -878,7 +860,7 @@ fn arbitrary_bytes_are_refused() {
 /// memory and without panicking.
 #[test]
 fn jwt_shaped_strings_are_refused() {
-    let service = Service::new();
+    let service = FakeService::default();
     let server = FakeServer::default();
     let stranger = KeyPair::new_server();
     proptest!(config(1024), |(parts in vec(part(), 2..5), sealed in any::<bool>())| {

@@ -223,43 +223,21 @@ pub fn to_policy_request(request: &AuthorizationRequest, issuer: &str) -> bindin
 mod tests {
     use super::*;
     use crate::claims::ConnectOpts;
-    use crate::fake_server::FakeServer;
-    use nkeys::{KeyPair, XKey};
+    use crate::fake_server::{FakeServer, FakeService};
+    use nkeys::KeyPair;
 
-    struct Service {
-        issuer: String,
-        boxes: SealedBoxes,
-        xkey_public: XKey,
-        keys: IssuerKeys,
-    }
-
-    impl Service {
-        fn new() -> Service {
-            let xkey = XKey::new();
-            Service {
-                issuer: KeyPair::new_account().public_key(),
-                boxes: SealedBoxes::from_seed(&xkey.seed().unwrap()).unwrap(),
-                xkey_public: XKey::from_public_key(&xkey.public_key()).unwrap(),
-                keys: IssuerKeys::default(),
-            }
-        }
-
-        /// Why `open` refuses `payload`; panics if it accepts it.
-        fn refusal(&self, encrypted: bool, payload: &[u8], header: Option<&str>) -> String {
-            self.check(encrypted)
-                .open(payload, header)
-                .err()
-                .expect("the request is refused")
-        }
-
-        fn check(&self, encrypted: bool) -> RequestCheck<'_> {
-            RequestCheck {
-                issuer: &self.issuer,
-                xkey: encrypted.then_some(&self.boxes),
-                server_keys: &self.keys,
-                expiry_leeway: Duration::from_secs(2),
-            }
-        }
+    /// Why `open` refuses `payload`; panics if it accepts it.
+    fn refusal(
+        service: &FakeService,
+        encrypted: bool,
+        payload: &[u8],
+        header: Option<&str>,
+    ) -> String {
+        service
+            .check(encrypted)
+            .open(payload, header)
+            .err()
+            .expect("the request is refused")
     }
 
     fn claims(server: &FakeServer, issuer: &str, sealed: bool) -> Claims<AuthorizationRequest> {
@@ -268,7 +246,7 @@ mod tests {
 
     #[test]
     fn accepts_plain_and_sealed_requests() {
-        let service = Service::new();
+        let service = FakeService::default();
         let server = FakeServer::default();
         let (payload, header) = server.encode(
             &service.issuer,
@@ -284,7 +262,7 @@ mod tests {
         let (sealed, header) = server.encode(
             &service.issuer,
             server.request(ConnectOpts::default(), true),
-            Some(&service.xkey_public),
+            Some(&service.xkey),
         );
         let request = service
             .check(true)
@@ -295,38 +273,38 @@ mod tests {
 
     #[test]
     fn drops_stale_requests() {
-        let service = Service::new();
+        let service = FakeService::default();
         let server = FakeServer::default();
         let mut stale = claims(&server, &service.issuer, false);
         stale.exp = Some(unix_now() - 10);
         let token = jwt::encode(&mut stale, &server.identity).unwrap();
-        let error = service.refusal(false, token.as_bytes(), None);
+        let error = refusal(&service, false, token.as_bytes(), None);
         assert!(error.contains("expired 10s ago"), "{error}");
     }
 
     #[test]
     fn drops_requests_for_another_issuer_or_audience() {
-        let service = Service::new();
+        let service = FakeService::default();
         let server = FakeServer::default();
         let mut other = claims(&server, &KeyPair::new_account().public_key(), false);
         let token = jwt::encode(&mut other, &server.identity).unwrap();
-        let error = service.refusal(false, token.as_bytes(), None);
+        let error = refusal(&service, false, token.as_bytes(), None);
         assert!(error.contains("this service signs as"), "{error}");
 
         let mut audience = claims(&server, &service.issuer, false);
         audience.aud = Some("elsewhere".into());
         let token = jwt::encode(&mut audience, &server.identity).unwrap();
-        let error = service.refusal(false, token.as_bytes(), None);
+        let error = refusal(&service, false, token.as_bytes(), None);
         assert!(error.contains("audience"), "{error}");
     }
 
     #[test]
     fn drops_requests_signed_by_a_key_other_than_the_server_id() {
-        let service = Service::new();
+        let service = FakeService::default();
         let server = FakeServer::default();
         let mut forged = claims(&server, &service.issuer, false);
         let token = jwt::encode(&mut forged, &KeyPair::new_server()).unwrap();
-        let error = service.refusal(false, token.as_bytes(), None);
+        let error = refusal(&service, false, token.as_bytes(), None);
         assert!(
             error.contains("is not the server key in server_id.id"),
             "{error}"
@@ -335,7 +313,7 @@ mod tests {
 
     #[test]
     fn encryption_mismatches_are_named() {
-        let service = Service::new();
+        let service = FakeService::default();
         let server = FakeServer::default();
         // Plaintext while encryption is required: verified, then refused.
         let (plain, _) = server.encode(
@@ -349,28 +327,28 @@ mod tests {
         let (sealed, header) = server.encode(
             &service.issuer,
             server.request(ConnectOpts::default(), true),
-            Some(&service.xkey_public),
+            Some(&service.xkey),
         );
-        let error = service.refusal(false, &sealed, header.as_deref());
+        let error = refusal(&service, false, &sealed, header.as_deref());
         assert!(error.contains("no xkey is configured"), "{error}");
         // Sealed to another key.
-        let other = Service::new();
-        let error = other.refusal(true, &sealed, header.as_deref());
+        let other = FakeService::default();
+        let error = refusal(&other, true, &sealed, header.as_deref());
         assert!(
             error.contains("cannot decrypt the request with the configured xkey"),
             "{error}"
         );
         // Sealed without the header.
-        let error = service.refusal(true, &sealed, None);
+        let error = refusal(&service, true, &sealed, None);
         assert!(error.contains("Nats-Server-Xkey"), "{error}");
     }
 
     #[test]
     fn drops_oversized_and_garbage_payloads() {
-        let service = Service::new();
-        let error = service.refusal(false, &vec![b'e'; MAX_TOKEN_BYTES + 1], None);
+        let service = FakeService::default();
+        let error = refusal(&service, false, &vec![b'e'; MAX_TOKEN_BYTES + 1], None);
         assert!(error.contains("more than the 1 MiB limit"), "{error}");
-        let error = service.refusal(false, b"eyJhello", None);
+        let error = refusal(&service, false, b"eyJhello", None);
         assert!(error.contains("request JWT rejected"), "{error}");
     }
 }
