@@ -519,3 +519,68 @@ fn a_small_address_space_falls_back_to_compact_memories_or_says_why_not() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_answers_what_serve_would_for_a_grant_too_large_to_sign() {
+    // Within the rules' subject count, but the user JWT would pass the size
+    // nats-server accepts: serve denies it at signing, and so must check.
+    let subjects: Vec<String> = (0..9000).map(|i| format!("app.{i:0>96}")).collect();
+    let grant = json!({ "account": "APP", "publish": subjects });
+    let request =
+        json!({ "connect_opts": { "user": "grant", "pass": grant.to_string(), "protocol": 1 } });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("request.json");
+    std::fs::write(&path, request.to_string()).unwrap();
+    let output = super::run_cli(&[
+        "check",
+        "--policy",
+        crate::harness::policy_wasm("hostile-policy")
+            .to_str()
+            .unwrap(),
+        "--request",
+        path.to_str().unwrap(),
+        "--accounts",
+        "APP",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["decision"], "deny", "{report}");
+    let reason = report["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("more than nats-server accepts"), "{reason}");
+}
+
+#[test]
+fn the_json_log_format_keeps_one_event_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("request.json");
+    let request = json!({ "connect_opts": { "user": "forge-log", "pass": "x", "protocol": 1 } });
+    std::fs::write(&path, request.to_string()).unwrap();
+    let output = super::run_cli(&[
+        "--log-format",
+        "json",
+        "check",
+        "--policy",
+        crate::harness::policy_wasm("hostile-policy")
+            .to_str()
+            .unwrap(),
+        "--request",
+        path.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let events: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    // host.log, stdout and stderr: three events, each whole.
+    let forged: Vec<&Value> = events
+        .iter()
+        .filter(|event| event.to_string().contains(FAKE_LINE_START))
+        .collect();
+    assert_eq!(forged.len(), 3, "{log}");
+    assert_no_forged_line("nats-callout (JSON)", &log);
+}

@@ -19,9 +19,6 @@ func TestTheBuilderFillsEveryField(t *testing.T) {
 		AllowResponses(1, 30*time.Second).
 		ExpiresIn(10*time.Minute).
 		Tags("team:a").
-		MaxSubscriptions(10).
-		MaxData(1<<20).
-		MaxPayload(1024).
 		FromNetworks("10.0.0.0/8").
 		During("08:00:00", "18:00:00").
 		InTimeZone("Europe/Paris").
@@ -45,7 +42,7 @@ func TestTheBuilderFillsEveryField(t *testing.T) {
 		t.Fatalf("expiry/tags: %+v", grant)
 	}
 	limits := grant.Limits
-	if limits.Subs.Some() != 10 || limits.Data.Some() != 1<<20 || limits.Payload.Some() != 1024 ||
+	if limits.Subs.IsSome() || limits.Data.IsSome() || limits.Payload.IsSome() ||
 		limits.SourceCidrs[0] != "10.0.0.0/8" || limits.Times[0] != (TimeWindow{Start: "08:00:00", End: "18:00:00"}) ||
 		limits.TimesLocation.Some() != "Europe/Paris" {
 		t.Fatalf("limits: %+v", limits)

@@ -106,18 +106,24 @@ func (b *GrantBuilder) Tags(tags ...string) *GrantBuilder {
 }
 
 // MaxSubscriptions limits the number of subscriptions.
+//
+// Deprecated: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set max_subs in the account's limits instead.
 func (b *GrantBuilder) MaxSubscriptions(subs int64) *GrantBuilder {
 	b.grant.Limits.Subs = Some(subs)
 	return b
 }
 
 // MaxData limits the bytes the user may publish in total.
+//
+// Deprecated: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): nats-server has no byte limit for them.
 func (b *GrantBuilder) MaxData(bytes int64) *GrantBuilder {
 	b.grant.Limits.Data = Some(bytes)
 	return b
 }
 
 // MaxPayload limits the size of one message.
+//
+// Deprecated: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set max_payload in the account's limits instead.
 func (b *GrantBuilder) MaxPayload(bytes int64) *GrantBuilder {
 	b.grant.Limits.Payload = Some(bytes)
 	return b
@@ -130,7 +136,7 @@ func (b *GrantBuilder) FromNetworks(cidrs ...string) *GrantBuilder {
 }
 
 // During adds a daily window (`HH:MM:SS` to `HH:MM:SS`) during which the user
-// may be connected.
+// may be connected. It needs InTimeZone.
 func (b *GrantBuilder) During(start, end string) *GrantBuilder {
 	b.grant.Limits.Times = append(b.grant.Limits.Times, TimeWindow{Start: start, End: end})
 	return b

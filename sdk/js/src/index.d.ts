@@ -182,15 +182,24 @@ export class Grant {
   expiresIn(seconds: number | bigint): this;
   /** Tags recorded in the user JWT. */
   tags(...tags: (string | string[])[]): this;
-  /** Maximum number of subscriptions. */
+  /**
+   * Maximum number of subscriptions.
+   * @deprecated nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set max_subs in the account's limits instead.
+   */
   maxSubscriptions(subs: number | bigint): this;
-  /** Maximum bytes the user may publish in total. */
+  /**
+   * Maximum bytes the user may publish in total.
+   * @deprecated nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): nats-server has no byte limit for them.
+   */
   maxData(bytes: number | bigint): this;
-  /** Maximum size of one message. */
+  /**
+   * Maximum size of one message.
+   * @deprecated nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set max_payload in the account's limits instead.
+   */
   maxPayload(bytes: number | bigint): this;
   /** Networks the user may connect from, such as `10.0.0.0/8`. */
   fromNetworks(...cidrs: (string | string[])[]): this;
-  /** A daily window (`HH:MM:SS` to `HH:MM:SS`) during which the user may be connected. */
+  /** A daily window (`HH:MM:SS` to `HH:MM:SS`) during which the user may be connected. Needs `inTimeZone`. */
   during(start: string, end: string): this;
   /** The IANA time zone of the windows given with `during`. */
   inTimeZone(location: string): this;

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 from pathlib import Path
 
 try:  # Inside a component, componentize-py provides the bindings...
@@ -340,17 +341,38 @@ class Grant:
         return self
 
     def max_subscriptions(self, subs: int) -> Grant:
-        """Maximum number of subscriptions."""
+        """Maximum number of subscriptions.
+
+        Deprecated: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set ``max_subs`` in the account's limits instead."""
+        warnings.warn(
+            "max_subscriptions: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         self._grant.limits.subs = subs
         return self
 
     def max_data(self, size: int) -> Grant:
-        """Maximum bytes the user may publish in total."""
+        """Maximum bytes the user may publish in total.
+
+        Deprecated: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): nats-server has no byte limit for them."""
+        warnings.warn(
+            "max_data: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         self._grant.limits.data = size
         return self
 
     def max_payload(self, size: int) -> Grant:
-        """Maximum size of one message."""
+        """Maximum size of one message.
+
+        Deprecated: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set ``max_payload`` in the account's limits instead."""
+        warnings.warn(
+            "max_payload: nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         self._grant.limits.payload = size
         return self
 
@@ -361,7 +383,7 @@ class Grant:
 
     def during(self, start: str, end: str) -> Grant:
         """A daily window (``HH:MM:SS`` to ``HH:MM:SS``) during which the user
-        may be connected."""
+        may be connected. Needs :meth:`in_time_zone`."""
         self._grant.limits.times.append(TimeWindow(start=start, end=end))
         return self
 

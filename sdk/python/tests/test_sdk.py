@@ -24,9 +24,6 @@ def test_the_builder_fills_every_field():
         .allow_responses(1, 30_000)
         .expires_in(600)
         .tags("team:a")
-        .max_subscriptions(10)
-        .max_data(1 << 20)
-        .max_payload(1024)
         .from_networks("10.0.0.0/8")
         .during("08:00:00", "18:00:00")
         .in_time_zone("Europe/Paris")
@@ -40,7 +37,7 @@ def test_the_builder_fills_every_field():
     assert (grant.subscribe.allow, grant.subscribe.deny) == (["_INBOX.>"], ["app.secret"])
     assert (grant.responses.max_messages, grant.responses.ttl_ms) == (1, 30_000)
     assert grant.expires_in_secs == 600 and grant.tags == ["team:a"]
-    assert (grant.limits.subs, grant.limits.data, grant.limits.payload) == (10, 1 << 20, 1024)
+    assert (grant.limits.subs, grant.limits.data, grant.limits.payload) == (None, None, None)
     assert grant.limits.source_cidrs == ["10.0.0.0/8"]
     assert [(w.start, w.end) for w in grant.limits.times] == [("08:00:00", "18:00:00")]
     assert grant.limits.times_location == "Europe/Paris"
@@ -95,3 +92,10 @@ def test_an_empty_connection_name_is_kept():
     request.raw.connect_opts.name = ""
     request.raw.client_info.name = "server-side"
     assert request.connection_name() == ""
+
+
+def test_per_user_limits_are_deprecated():
+    # nats-server does not apply them to callout users; the host denies them.
+    with pytest.warns(DeprecationWarning, match="denies a grant that sets one"):
+        grant = grant_of(Grant.to("APP").max_payload(1024).allow())
+    assert grant.limits.payload == 1024

@@ -95,18 +95,36 @@ impl Grant {
     }
 
     /// Maximum number of subscriptions.
+    ///
+    /// nats-server does not apply per-user limits to auth callout users, so
+    /// nats-callout denies a grant that sets one (other than -1): set `max_subs` in the account's limits instead.
+    #[deprecated(
+        note = "nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set max_subs in the account's limits instead"
+    )]
     pub fn max_subscriptions(mut self, subs: i64) -> Self {
         self.limits.subs = Some(subs);
         self
     }
 
     /// Maximum bytes the user may publish in total.
+    ///
+    /// nats-server does not apply per-user limits to auth callout users, so
+    /// nats-callout denies a grant that sets one (other than -1): nats-server has no byte limit for them.
+    #[deprecated(
+        note = "nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): nats-server has no byte limit for them"
+    )]
     pub fn max_data(mut self, bytes: i64) -> Self {
         self.limits.data = Some(bytes);
         self
     }
 
     /// Maximum size of one message.
+    ///
+    /// nats-server does not apply per-user limits to auth callout users, so
+    /// nats-callout denies a grant that sets one (other than -1): set `max_payload` in the account's limits instead.
+    #[deprecated(
+        note = "nats-server does not apply per-user limits to auth callout users, so nats-callout denies a grant that sets one (other than -1): set max_payload in the account's limits instead"
+    )]
     pub fn max_payload(mut self, bytes: i64) -> Self {
         self.limits.payload = Some(bytes);
         self
@@ -118,7 +136,8 @@ impl Grant {
         self
     }
 
-    /// A daily window (`HH:MM:SS` to `HH:MM:SS`) during which the user may be connected.
+    /// A daily window (`HH:MM:SS` to `HH:MM:SS`) during which the user may be
+    /// connected. Needs [`Grant::in_time_zone`].
     pub fn during(mut self, start: impl Into<String>, end: impl Into<String>) -> Self {
         self.limits.times.push(TimeWindow {
             start: start.into(),
@@ -195,9 +214,6 @@ mod tests {
             .allow_responses(1, Duration::from_secs(30))
             .expires_in(Duration::from_secs(600))
             .tags(["team:a"])
-            .max_subscriptions(10)
-            .max_data(1 << 20)
-            .max_payload(1024)
             .from_networks(["10.0.0.0/8"])
             .during("08:00:00", "18:00:00")
             .in_time_zone("Europe/Paris")
@@ -222,8 +238,8 @@ mod tests {
             })
         );
         assert_eq!(grant.expires_in_secs, Some(600));
-        assert_eq!(grant.limits.subs, Some(10));
-        assert_eq!(grant.limits.payload, Some(1024));
+        assert_eq!(grant.limits.subs, None);
+        assert_eq!(grant.limits.payload, None);
         assert_eq!(
             grant.limits.times,
             [TimeWindow {
