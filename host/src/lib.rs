@@ -5,8 +5,9 @@
 //! `server` (NATS I/O) → `service` (one authorization) → `request` (open and
 //! verify) → `policy` (run the component in the `sandbox`) → `rules` (check
 //! the grant) → `response` (mint and sign). `jwt` and `claims` are the wire
-//! format; `config` and `keys` are the operator's side; `check` and `loadgen`
-//! are tools.
+//! format; `untrusted` escapes and bounds what policies and clients write
+//! before it reaches a log or nats-server; `config` and `keys` are the
+//! operator's side; `check` and `loadgen` are tools.
 
 pub mod bindings;
 pub mod cache;

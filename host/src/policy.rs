@@ -15,10 +15,12 @@
 //! `authorize`) wherever the time goes: guest code is interrupted at the
 //! first epoch tick past the deadline, and a guest blocked in a WASI call
 //! (a sleep, a poll) is cancelled when the deadline's timer fires, because
-//! every phase runs as a future raced against it ([`bounded`]). A policy may opt into reusing an
-//! instance for up to `calls_per_instance` calls (see [`PolicyLimits`]): state
-//! left by one call is then visible to the next calls *of the same policy*,
-//! and an instance that trapped or timed out is never reused.
+//! every phase runs as a future raced against it ([`bounded`]).
+//!
+//! A policy may opt into reusing an instance for up to `calls_per_instance`
+//! calls (see [`PolicyLimits`]): state left by one call is then visible to
+//! the next calls *of the same policy*, and an instance that trapped or timed
+//! out is never reused.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -21,14 +21,15 @@ use crate::bindings::{ConnectionType, Grant, Permission};
 use crate::claims::{self, AuthorizationRequest};
 use crate::untrusted::is_printable;
 
-/// Bounds on what a policy returns, so a grant always fits in a JWT the server accepts.
+/// Bounds on what a policy returns, so checking a grant stays cheap. A grant
+/// within them can still make a user JWT larger than nats-server accepts:
+/// that is denied when it is signed (`response.rs`).
 pub const MAX_SUBJECTS: usize = 10_000;
 pub const MAX_SUBJECT_BYTES: usize = 1024;
 pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_TAGS: usize = 64;
 pub const MAX_SOURCE_NETWORKS: usize = 1024;
 pub const MAX_TIME_WINDOWS: usize = 64;
-pub const MAX_REASON_BYTES: usize = 512;
 
 /// The longest reply TTL nats-server can hold: Go's `time.Duration` is a
 /// signed 64-bit count of nanoseconds.

@@ -138,6 +138,14 @@ async fn nothing_a_policy_or_a_client_writes_forges_a_log_line() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
     callout.wait_for_log("user=\"mallory\\\\n2026-01-01", Duration::from_secs(5));
+    // A connection name alone is what the decision line shows as the user.
+    connect(
+        &server.url(),
+        ConnectOptions::new().name(format!("conn\r\n{FAKE_LINE_START} \u{1b}[31m")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
+    callout.wait_for_log("user=\"conn\\\\r\\\\n2026-01-01", Duration::from_secs(5));
     assert_no_forged_line("nats-callout", &callout.log());
     assert_no_forged_line("nats-server", &server.log());
 }
