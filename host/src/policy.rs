@@ -272,6 +272,7 @@ impl LoadedPolicy {
                 &error,
                 self.limits.timeout,
                 self.limits.memory_bytes,
+                warm.store.data().ran_out_of_memory(),
             )),
         }
     }
@@ -341,9 +342,9 @@ async fn initialize(
 
     // Starting the component and `init` share one deadline.
     let deadline = Instant::now() + INIT_TIMEOUT;
-    let init_failed = |error: &wasmtime::Error| LoadError::InitFailed {
+    let init_failed = |error: &wasmtime::Error, out_of_memory: bool| LoadError::InitFailed {
         path: path.to_path_buf(),
-        reason: describe(error, INIT_TIMEOUT, limits.memory_bytes).to_string(),
+        reason: describe(error, INIT_TIMEOUT, limits.memory_bytes, out_of_memory).to_string(),
     };
     let mut store = new_store(sandbox, name, limits.memory_bytes, deadline);
     let started = bounded(
@@ -352,10 +353,13 @@ async fn initialize(
     )
     .await;
     store.data_mut().flush_output();
+    let out_of_memory = store.data().ran_out_of_memory();
     let instance: Instance = match started {
         Ok(instance) => instance,
         // Guest code ran (a start function) and failed: not a shape problem.
-        Err(error) if is_guest_failure(&error) => return Err(init_failed(&error)),
+        Err(error) if out_of_memory || error.downcast_ref::<Trap>().is_some() => {
+            return Err(init_failed(&error, out_of_memory));
+        }
         Err(error) => return Err(invalid(format!("{error:#}"))),
     };
     let init = instance
@@ -363,7 +367,8 @@ async fn initialize(
         .map_err(|e| invalid(format!("init: {e:#}")))?;
     let called = bounded(deadline, init.call_async(&mut store, (settings_json,))).await;
     store.data_mut().flush_output();
-    let (outcome,) = called.map_err(|error| init_failed(&error))?;
+    let out_of_memory = store.data().ran_out_of_memory();
+    let (outcome,) = called.map_err(|error| init_failed(&error, out_of_memory))?;
     outcome.map_err(|reason| LoadError::SettingsRefused {
         path: path.to_path_buf(),
         reason: printable(&reason, POLICY_MESSAGE_BYTES).into_owned(),
@@ -395,7 +400,12 @@ async fn start_instance(
     store.data_mut().flush_output();
     match started {
         Ok(policy) => Ok((store, policy)),
-        Err(error) => Err(describe(&error, timeout, memory_bytes)),
+        Err(error) => Err(describe(
+            &error,
+            timeout,
+            memory_bytes,
+            store.data().ran_out_of_memory(),
+        )),
     }
 }
 
@@ -435,17 +445,6 @@ async fn bounded<T>(
         Ok(result) => result,
         Err(_elapsed) => Err(Trap::Interrupt.into()),
     }
-}
-
-/// Whether `error` came from running guest code (a trap or an interrupt),
-/// rather than from linking or type-checking the component.
-fn is_guest_failure(error: &wasmtime::Error) -> bool {
-    error.downcast_ref::<Trap>().is_some() || is_out_of_memory(error)
-}
-
-fn is_out_of_memory(error: &wasmtime::Error) -> bool {
-    let text = format!("{error:#}");
-    text.contains("forcing trap when growing memory") || text.contains("memory limit")
 }
 
 /// The `nats:callout` version a component imports when it is not one this
@@ -490,8 +489,17 @@ fn minor_of(version: &str) -> &str {
     }
 }
 
-/// Names what went wrong in a failed call.
-fn describe(error: &wasmtime::Error, timeout: Duration, memory_bytes: usize) -> CallError {
+/// Names what went wrong in a failed call; `out_of_memory` is what the
+/// call's limiter saw.
+fn describe(
+    error: &wasmtime::Error,
+    timeout: Duration,
+    memory_bytes: usize,
+    out_of_memory: bool,
+) -> CallError {
+    if out_of_memory {
+        return CallError::OutOfMemory((memory_bytes >> 20) as u64);
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {
             return CallError::Timeout(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
@@ -502,9 +510,6 @@ fn describe(error: &wasmtime::Error, timeout: Duration, memory_bytes: usize) -> 
             return CallError::Trap(trap.to_string());
         }
         None => {}
-    }
-    if is_out_of_memory(error) {
-        return CallError::OutOfMemory((memory_bytes >> 20) as u64);
     }
     // A host function failed: its error is the root cause; the outer
     // contexts only say "error while executing at wasm backtrace".

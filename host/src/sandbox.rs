@@ -216,6 +216,7 @@ impl CallState {
             limits: TrackedLimits {
                 limits,
                 largest_memory: 0,
+                refused_growth: false,
             },
             stdout,
             stderr,
@@ -232,6 +233,12 @@ impl CallState {
     pub fn start_call(&mut self, deadline: Instant) {
         self.deadline = deadline;
         self.log_lines_left = LOG_LINES_PER_CALL;
+    }
+
+    /// Whether the memory cap refused a growth: the call ran out of memory
+    /// (known from the limiter itself, not from an error's text).
+    pub fn ran_out_of_memory(&self) -> bool {
+        self.limits.refused_growth
     }
 
     /// The size of the instance's largest linear memory, in bytes.
@@ -264,10 +271,12 @@ impl CallState {
 }
 
 /// The store's limits, remembering how large the instance's memories grew, so
-/// a reused instance can be retired before it reaches its cap.
+/// a reused instance can be retired before it reaches its cap, and whether
+/// the cap refused a growth.
 pub struct TrackedLimits {
     limits: StoreLimits,
     largest_memory: usize,
+    refused_growth: bool,
 }
 
 impl ResourceLimiter for TrackedLimits {
@@ -277,14 +286,16 @@ impl ResourceLimiter for TrackedLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.largest_memory = self.largest_memory.max(desired);
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        match allowed {
+            Ok(true) => self.largest_memory = self.largest_memory.max(desired),
+            _ => self.refused_growth = true,
         }
-        Ok(allowed)
+        allowed
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused_growth = true;
         self.limits.memory_grow_failed(error)
     }
 
