@@ -17,7 +17,7 @@ use std::str::FromStr as _;
 
 use ipnet::IpNet;
 
-use crate::bindings::{ConnectionType, Grant, Permission};
+use crate::bindings::{ConnectionType, Grant, Limits, Permission};
 use crate::claims::{self, AuthorizationRequest};
 use crate::untrusted::is_printable;
 
@@ -67,188 +67,220 @@ pub struct CheckedGrant {
 }
 
 impl GrantRules {
-    /// Checks `grant` for the client `request` describes. The error is the
-    /// deny reason.
+    /// Checks `grant` for the client `request` describes, in the order a
+    /// reader would: where the user goes, what it may do, what it is called,
+    /// what limits it has, from where and when it may connect. The error is
+    /// the deny reason.
     pub fn check(
         &self,
         grant: &Grant,
         request: &AuthorizationRequest,
     ) -> Result<CheckedGrant, String> {
-        let client_host = request.client_info.host.as_deref();
-        if let Accounts::Listed(accounts) = &self.accounts
-            && !accounts.contains(&grant.account)
-        {
-            return Err(format!(
-                "policy granted account {:?}, which is not in [policy] accounts",
-                truncate(&grant.account, 64)
-            ));
-        }
-        let subject_count = grant.publish.allow.len()
-            + grant.publish.deny.len()
-            + grant.subscribe.allow.len()
-            + grant.subscribe.deny.len();
-        if subject_count > MAX_SUBJECTS {
-            return Err(format!(
-                "policy granted {subject_count} subjects, more than the {MAX_SUBJECTS} allowed"
-            ));
-        }
-        check_subjects(&grant.publish, "publish", false)?;
-        check_subjects(&grant.subscribe, "subscribe", true)?;
-        if let Some(name) = &grant.name
-            && (name.len() > MAX_NAME_BYTES || !is_printable(name))
-        {
-            return Err(format!(
-                "policy granted a user name longer than {MAX_NAME_BYTES} bytes or with control characters"
-            ));
-        }
-        if grant.tags.len() > MAX_TAGS || grant.tags.iter().any(|t| t.len() > MAX_SUBJECT_BYTES) {
-            return Err(format!(
-                "policy granted more than {MAX_TAGS} tags, or a tag that is too long"
-            ));
-        }
-        if let Some(tag) = grant
-            .tags
-            .iter()
-            .find(|t| t.trim().is_empty() || !is_printable(t))
-        {
-            return Err(format!(
-                "policy granted the tag {:?}: tags must be non-empty and free of control characters",
-                truncate(tag, 64)
-            ));
-        }
-        if let Some(responses) = &grant.responses
-            && responses.ttl_ms > MAX_RESPONSE_TTL_MS
-        {
-            return Err(format!(
-                "policy granted a reply TTL of {} ms, more than the {MAX_RESPONSE_TTL_MS} ms nats-server can hold (Go time.Duration)",
-                responses.ttl_ms
-            ));
-        }
-
+        self.check_account(&grant.account)?;
+        check_permissions(grant)?;
+        check_name_and_tags(grant)?;
         let limits = &grant.limits;
-        if limits.source_cidrs.len() > MAX_SOURCE_NETWORKS || limits.times.len() > MAX_TIME_WINDOWS
-        {
+        check_limits(limits)?;
+        let networks = source_networks(&limits.source_cidrs, request.client_info.host.as_deref())?;
+        let zone = time_zone(limits)?;
+        check_time_windows(&limits.times, zone, chrono::Utc::now())?;
+        check_connection_type(&grant.connection_types, &request.client_info)?;
+
+        let asked = grant.expires_in_secs.unwrap_or(self.default_lifetime_secs);
+        Ok(CheckedGrant {
+            account: grant.account.clone(),
+            name: grant.name.clone().filter(|n| !n.is_empty()),
+            lifetime_secs: asked.clamp(1, self.max_lifetime_secs),
+            shortened_from: (asked > self.max_lifetime_secs).then_some(asked),
+            // The zone as the policy named it (an alias stays an alias).
+            user: user_claims(grant, &networks, zone.and(limits.times_location.clone())),
+        })
+    }
+
+    fn check_account(&self, account: &str) -> Result<(), String> {
+        match &self.accounts {
+            Accounts::Listed(accounts) if !accounts.iter().any(|a| a == account) => Err(format!(
+                "policy granted account {:?}, which is not in [policy] accounts",
+                truncate(account, 64)
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Subjects (how many, and each well-formed) and the reply permission.
+fn check_permissions(grant: &Grant) -> Result<(), String> {
+    let subject_count = grant.publish.allow.len()
+        + grant.publish.deny.len()
+        + grant.subscribe.allow.len()
+        + grant.subscribe.deny.len();
+    if subject_count > MAX_SUBJECTS {
+        return Err(format!(
+            "policy granted {subject_count} subjects, more than the {MAX_SUBJECTS} allowed"
+        ));
+    }
+    check_subjects(&grant.publish, "publish", false)?;
+    check_subjects(&grant.subscribe, "subscribe", true)?;
+    if let Some(responses) = &grant.responses
+        && responses.ttl_ms > MAX_RESPONSE_TTL_MS
+    {
+        return Err(format!(
+            "policy granted a reply TTL of {} ms, more than the {MAX_RESPONSE_TTL_MS} ms nats-server can hold (Go time.Duration)",
+            responses.ttl_ms
+        ));
+    }
+    Ok(())
+}
+
+/// The user's name and tags: bounded, printable.
+fn check_name_and_tags(grant: &Grant) -> Result<(), String> {
+    if let Some(name) = &grant.name
+        && (name.len() > MAX_NAME_BYTES || !is_printable(name))
+    {
+        return Err(format!(
+            "policy granted a user name longer than {MAX_NAME_BYTES} bytes or with control characters"
+        ));
+    }
+    if grant.tags.len() > MAX_TAGS || grant.tags.iter().any(|t| t.len() > MAX_SUBJECT_BYTES) {
+        return Err(format!(
+            "policy granted more than {MAX_TAGS} tags, or a tag that is too long"
+        ));
+    }
+    if let Some(tag) = grant
+        .tags
+        .iter()
+        .find(|t| t.trim().is_empty() || !is_printable(t))
+    {
+        return Err(format!(
+            "policy granted the tag {:?}: tags must be non-empty and free of control characters",
+            truncate(tag, 64)
+        ));
+    }
+    Ok(())
+}
+
+/// How many networks and windows, and no per-user limit nobody enforces.
+fn check_limits(limits: &Limits) -> Result<(), String> {
+    if limits.source_cidrs.len() > MAX_SOURCE_NETWORKS || limits.times.len() > MAX_TIME_WINDOWS {
+        return Err(format!(
+            "policy granted {} source networks and {} time windows, more than the {MAX_SOURCE_NETWORKS} and {MAX_TIME_WINDOWS} allowed",
+            limits.source_cidrs.len(),
+            limits.times.len()
+        ));
+    }
+    for (what, value, instead) in [
+        (
+            "subs",
+            limits.subs,
+            "set max_subs in the account's limits instead",
+        ),
+        (
+            "payload",
+            limits.payload,
+            "set max_payload in the account's limits (or the server's max_payload) instead",
+        ),
+        (
+            "data",
+            limits.data,
+            "nats-server has no byte limit for them",
+        ),
+    ] {
+        if let Some(value) = value.filter(|v| *v != NO_LIMIT) {
             return Err(format!(
-                "policy granted {} source networks and {} time windows, more than the {MAX_SOURCE_NETWORKS} and {MAX_TIME_WINDOWS} allowed",
-                limits.source_cidrs.len(),
-                limits.times.len()
+                "policy set limits.{what} = {value}, which nats-server does not enforce for auth callout users: {instead}"
             ));
         }
-        for (what, value, instead) in [
-            (
-                "subs",
-                limits.subs,
-                "set max_subs in the account's limits instead",
-            ),
-            (
-                "payload",
-                limits.payload,
-                "set max_payload in the account's limits (or the server's max_payload) instead",
-            ),
-            (
-                "data",
-                limits.data,
-                "nats-server has no byte limit for them",
-            ),
-        ] {
-            if let Some(value) = value.filter(|v| *v != NO_LIMIT) {
-                return Err(format!(
-                    "policy set limits.{what} = {value}, which nats-server does not enforce for auth callout users: {instead}"
-                ));
-            }
+    }
+    for window in &limits.times {
+        if !is_clock_time(&window.start) || !is_clock_time(&window.end) {
+            return Err("policy granted a time window that is not HH:MM:SS to HH:MM:SS".into());
         }
-        let mut networks = Vec::with_capacity(limits.source_cidrs.len());
-        for cidr in &limits.source_cidrs {
-            let network: IpNet = cidr
-                .parse()
+    }
+    Ok(())
+}
+
+/// The granted source networks (a bare address is one host), which the
+/// client's address must be in: nats-server does not check them for callout
+/// users (`validateSrc` runs only for JWTs clients present).
+fn source_networks(cidrs: &[String], client_host: Option<&str>) -> Result<Vec<IpNet>, String> {
+    let networks = cidrs
+        .iter()
+        .map(|cidr| {
+            cidr.parse()
                 .or_else(|_| cidr.parse::<IpAddr>().map(IpNet::from))
                 .map_err(|_| {
                     format!(
                         "policy granted source network {:?}, which is not a CIDR",
                         truncate(cidr, 64)
                     )
-                })?;
-            networks.push(network);
-        }
-        if !networks.is_empty() {
-            let host: Option<IpAddr> = client_host.and_then(|h| h.parse().ok());
-            match host {
-                Some(ip) if networks.iter().any(|n| n.contains(&ip)) => {}
-                _ => {
-                    return Err(format!(
-                        "client address {} is outside the granted source networks",
-                        client_host.unwrap_or("(unknown)")
-                    ));
-                }
-            }
-        }
-        for window in &limits.times {
-            if !is_clock_time(&window.start) || !is_clock_time(&window.end) {
-                return Err("policy granted a time window that is not HH:MM:SS to HH:MM:SS".into());
-            }
-        }
-        let times_location = limits.times_location.clone().filter(|l| !l.is_empty());
-        let zone = match &times_location {
-            None => None,
-            Some(location) => Some(chrono_tz::Tz::from_str(location).map_err(|_| {
-                format!(
-                    "policy granted the time zone {:?}, which is not an IANA time zone name (such as \"Europe/Paris\" or \"UTC\")",
-                    truncate(location, 64)
-                )
-            })?),
-        };
-        check_time_windows(&limits.times, zone, chrono::Utc::now())?;
-        check_connection_type(&grant.connection_types, &request.client_info)?;
-
-        let asked = grant.expires_in_secs.unwrap_or(self.default_lifetime_secs);
-        let lifetime_secs = asked.clamp(1, self.max_lifetime_secs);
-        let shortened_from = (asked > self.max_lifetime_secs).then_some(asked);
-
-        let user = claims::User {
-            publish: claims::Permission {
-                allow: grant.publish.allow.clone(),
-                deny: grant.publish.deny.clone(),
-            },
-            subscribe: claims::Permission {
-                allow: grant.subscribe.allow.clone(),
-                deny: grant.subscribe.deny.clone(),
-            },
-            resp: grant
-                .responses
-                .as_ref()
-                .map(|r| claims::ResponsePermission {
-                    max: r.max_messages,
-                    ttl: r.ttl_ms.saturating_mul(1_000_000),
-                }),
-            src: networks.iter().map(ToString::to_string).collect(),
-            times: limits
-                .times
-                .iter()
-                .map(|w| claims::TimeRange {
-                    start: w.start.clone(),
-                    end: w.end.clone(),
                 })
-                .collect(),
-            times_location,
-            subs: NO_LIMIT,
-            data: NO_LIMIT,
-            payload: NO_LIMIT,
-            allowed_connection_types: grant
-                .connection_types
-                .iter()
-                .map(|t| connection_type(*t).to_string())
-                .collect(),
-            tags: grant.tags.iter().map(|t| t.to_lowercase()).collect(),
-            kind: "user".into(),
-            version: 2,
-        };
-        Ok(CheckedGrant {
-            account: grant.account.clone(),
-            name: grant.name.clone().filter(|n| !n.is_empty()),
-            lifetime_secs,
-            shortened_from,
-            user,
         })
+        .collect::<Result<Vec<IpNet>, String>>()?;
+    if networks.is_empty() {
+        return Ok(networks);
+    }
+    match client_host.and_then(|h| h.parse::<IpAddr>().ok()) {
+        Some(ip) if networks.iter().any(|n| n.contains(&ip)) => Ok(networks),
+        _ => Err(format!(
+            "client address {} is outside the granted source networks",
+            truncate(client_host.unwrap_or("(unknown)"), 64)
+        )),
+    }
+}
+
+/// The zone of the time windows: an IANA name nats-server can load.
+fn time_zone(limits: &Limits) -> Result<Option<chrono_tz::Tz>, String> {
+    let Some(location) = limits.times_location.as_deref().filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    chrono_tz::Tz::from_str(location).map(Some).map_err(|_| {
+        format!(
+            "policy granted the time zone {:?}, which is not an IANA time zone name (such as \"Europe/Paris\" or \"UTC\")",
+            truncate(location, 64)
+        )
+    })
+}
+
+/// The `nats` object of the user JWT for a checked grant.
+fn user_claims(grant: &Grant, networks: &[IpNet], times_location: Option<String>) -> claims::User {
+    claims::User {
+        publish: claims::Permission {
+            allow: grant.publish.allow.clone(),
+            deny: grant.publish.deny.clone(),
+        },
+        subscribe: claims::Permission {
+            allow: grant.subscribe.allow.clone(),
+            deny: grant.subscribe.deny.clone(),
+        },
+        resp: grant
+            .responses
+            .as_ref()
+            .map(|r| claims::ResponsePermission {
+                max: r.max_messages,
+                ttl: r.ttl_ms.saturating_mul(1_000_000),
+            }),
+        src: networks.iter().map(ToString::to_string).collect(),
+        times: grant
+            .limits
+            .times
+            .iter()
+            .map(|w| claims::TimeRange {
+                start: w.start.clone(),
+                end: w.end.clone(),
+            })
+            .collect(),
+        times_location,
+        subs: NO_LIMIT,
+        data: NO_LIMIT,
+        payload: NO_LIMIT,
+        allowed_connection_types: grant
+            .connection_types
+            .iter()
+            .map(|t| connection_type(*t).to_string())
+            .collect(),
+        tags: grant.tags.iter().map(|t| t.to_lowercase()).collect(),
+        kind: "user".into(),
+        version: 2,
     }
 }
 
