@@ -1,7 +1,7 @@
 //! The `nats` objects of the three JWTs in an auth callout exchange: the
 //! server's authorization request, the service's response, and the user JWT the
 //! response carries. Field names and presence follow nats-io/jwt v2
-//! (`shared/docs/protocol.md` §6–§8).
+//! (`docs/protocol.md` §4–§5, `docs/grants.md`).
 
 use serde::{Deserialize, Serialize};
 

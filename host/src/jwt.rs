@@ -2,7 +2,7 @@
 //!
 //! General JWT crates do not know this algorithm (an ed25519 signature by the
 //! nkey named in `iss`, base64url without padding), so the codec lives here:
-//! it is small, and every rule it follows is in `shared/docs/protocol.md` §3.
+//! it is small, and every rule it follows is in `docs/protocol.md` §2.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

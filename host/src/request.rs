@@ -1,6 +1,6 @@
 //! Opening and verifying an authorization request from nats-server: size cap,
 //! xkey decryption, signature, issuer, audience and age checks
-//! (`shared/docs/protocol.md` §6 and §9), and its translation into the
+//! (`docs/protocol.md` §4 and §6), and its translation into the
 //! policy's `auth-request`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

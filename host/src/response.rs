@@ -1,5 +1,5 @@
 //! Minting the user JWT and the authorization response around it
-//! (`shared/docs/protocol.md` §7–§8), sealed to the server when the request was.
+//! (`docs/protocol.md` §5), sealed to the server when the request was.
 
 use crate::claims::{AuthorizationRequest, AuthorizationResponse, User};
 use crate::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES, Signer};

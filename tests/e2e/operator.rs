@@ -3,7 +3,7 @@
 //! one from scratch, signing every JWT with the host's own codec: an
 //! operator, a system account SYS, and an auth account AUTH whose account
 //! JWT turns the auth callout on for every client that connects without a
-//! JWT of its own (`default_sentinel`; `shared/docs/protocol.md` §4.2, §13.2).
+//! JWT of its own (`default_sentinel`; `docs/protocol.md` §3).
 //!
 //! The service signs user JWTs with the AUTH account key, which in operator
 //! mode places the users into AUTH itself (§8.3).
