@@ -518,3 +518,37 @@ fn describe(
     let first_line = cause.lines().next().unwrap_or("unknown failure");
     CallError::Host(printable(first_line, POLICY_MESSAGE_BYTES).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_world_version_is_the_one_in_wit() {
+        let declared = format!("package {WORLD_PACKAGE}@{WORLD_VERSION};");
+        assert!(
+            crate::componentize::POLICY_WIT
+                .lines()
+                .any(|line| line.trim() == declared),
+            "wit/policy.wit does not declare {declared}"
+        );
+    }
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert_eq!(minor_of("0.1.0"), "0.1");
+        assert_eq!(minor_of("0.1.7"), minor_of(WORLD_VERSION));
+        assert_ne!(minor_of("0.2.0"), minor_of(WORLD_VERSION));
+        assert_eq!(minor_of("1"), "1");
+        assert_eq!(minor_of(""), "");
+    }
+
+    #[test]
+    fn a_core_module_is_not_read_as_a_foreign_world() {
+        // No component imports at all: nothing to refuse here (loading
+        // refuses it later, as not a component).
+        let empty_module = [0, b'a', b's', b'm', 1, 0, 0, 0];
+        assert_eq!(foreign_world_version(&empty_module), None);
+        assert_eq!(foreign_world_version(b"garbage"), None);
+    }
+}

@@ -492,11 +492,33 @@ async fn the_service_survives_a_nats_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_cleanly() {
-    let (server, mut callout) = hostile("");
+    // A request is in flight (its policy sleeps until its 1.5 s deadline) when
+    // SIGTERM arrives: it is finished and answered before the service exits.
+    let (server, mut callout) = hostile("timeout_ms = 1500");
     connect_as(&server, "ok").await.expect("admitted");
+    let url = server.url();
+    let in_flight = tokio::spawn(async move {
+        connect(
+            &url,
+            ConnectOptions::with_user_and_password("sleep".into(), "x".into()),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     callout.terminate();
     assert_eq!(callout.wait_exit(Duration::from_secs(10)), Some(0));
-    assert!(callout.log().contains("stopped"), "{}", callout.log());
+    let log = callout.log();
+    assert!(
+        log.contains("finishing requests in flight in_flight=") && !log.contains("in_flight=0"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+    // The in-flight client got the service's signed deny, not the server's timeout.
+    assert_authorization_violation(in_flight.await.expect("client task"));
+    server.wait_for_log(
+        "callout service returned an error: policy timed out after 1500 ms",
+        Duration::from_secs(5),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
