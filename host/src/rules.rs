@@ -192,8 +192,8 @@ fn check_limits(limits: &Limits) -> Result<(), String> {
         }
     }
     for window in &limits.times {
-        if !is_clock_time(&window.start) || !is_clock_time(&window.end) {
-            return Err("policy granted a time window that is not HH:MM:SS to HH:MM:SS".into());
+        if clock_seconds(&window.start).is_none() || clock_seconds(&window.end).is_none() {
+            return Err(NOT_A_WINDOW.into());
         }
     }
     Ok(())
@@ -306,15 +306,13 @@ fn check_time_windows(
     let local = now.with_timezone(&zone);
     let now_ns = i64::from(local.num_seconds_from_midnight()) * 1_000_000_000
         + i64::from(local.nanosecond().min(999_999_999));
-    let seconds = |text: &str| -> i64 {
-        text.split(':')
-            .filter_map(|part| part.parse::<i64>().ok())
-            .fold(0, |total, part| total * 60 + part)
-            * 1_000_000_000
-    };
     let mut matched = false;
     for window in windows {
-        let (start, end) = (seconds(&window.start), seconds(&window.end));
+        let (Some(start), Some(end)) = (clock_seconds(&window.start), clock_seconds(&window.end))
+        else {
+            return Err(NOT_A_WINDOW.into());
+        };
+        let (start, end) = (start * 1_000_000_000, end * 1_000_000_000);
         if start == end {
             return Err(format!(
                 "policy granted the time window {}-{}, which nats-server never matches (its start is its end)",
@@ -338,6 +336,9 @@ fn check_time_windows(
     }
 }
 
+/// The deny reason for a time window that is not `HH:MM:SS` to `HH:MM:SS`.
+const NOT_A_WINDOW: &str = "policy granted a time window that is not HH:MM:SS to HH:MM:SS";
+
 /// "No limit" in a user JWT's `subs`, `data` and `payload`. (An absent value
 /// would mean 0 to a JWT-authenticated user, so it is always written.)
 const NO_LIMIT: i64 = -1;
@@ -347,7 +348,7 @@ const NO_LIMIT: i64 = -1;
 /// own check (`connectionTypeAllowed`, server/client.go) would use: a plain
 /// client without an IP address may be in-process, and an MQTT client or a
 /// leafnode may come over WebSocket. Empty when the request does not say.
-pub fn possible_connection_types(info: &claims::ClientInfo) -> &'static [ConnectionType] {
+fn possible_connection_types(info: &claims::ClientInfo) -> &'static [ConnectionType] {
     let has_ip = info
         .host
         .as_deref()
@@ -466,15 +467,22 @@ fn is_queue_name(queue: &str) -> bool {
     })
 }
 
-fn is_clock_time(text: &str) -> bool {
+/// Seconds since midnight of an `HH:MM:SS` time; `None` when it is not one.
+fn clock_seconds(text: &str) -> Option<i64> {
     let parts: Vec<&str> = text.split(':').collect();
-    parts.len() == 3
+    let well_formed = parts.len() == 3
         && parts
             .iter()
             .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
         && parts[0] < "24"
         && parts[1] < "60"
-        && parts[2] < "60"
+        && parts[2] < "60";
+    well_formed.then(|| {
+        parts
+            .iter()
+            .filter_map(|part| part.parse::<i64>().ok())
+            .fold(0, |total, part| total * 60 + part)
+    })
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.

@@ -8,7 +8,7 @@ use async_nats::ConnectOptions;
 use serde_json::{Value, json};
 
 use super::{connect, connect_as, hostile};
-use crate::harness::{Callout, CalloutSpec, Keys, NatsServer};
+use crate::harness::{Callout, CalloutSpec, Keys};
 
 /// The line a forging policy tries to slip into a log (see the hostile
 /// policy's `FAKE_LINE`).
@@ -283,16 +283,20 @@ fn probes() -> Vec<(&'static str, Value)> {
         .collect()
 }
 
-/// The last decision the host logged for a `grant` client, after `before`
-/// such lines.
+/// The decision lines the host logged for `grant` clients, in order.
+fn grant_decisions(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.contains(" authorization ") && line.contains("user=\"grant\""))
+        .collect()
+}
+
+/// The last decision the host logged for a `grant` client, once there are
+/// more than `before` of them.
 fn decision_after(callout: &Callout, before: usize) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let log = callout.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|line| line.contains(" authorization ") && line.contains("user=\"grant\""))
-            .collect();
+        let lines = grant_decisions(&log);
         if lines.len() > before {
             return lines[lines.len() - 1].to_string();
         }
@@ -330,7 +334,7 @@ async fn the_decision_the_host_logs_is_what_the_client_sees() {
     grants.extend((0..cases).map(|_| generator.grant()));
     let (mut allowed, mut denied) = (0, 0);
     for (case, grant) in grants.into_iter().enumerate() {
-        let before = decision_after_count(&callout);
+        let before = grant_decisions(&callout.log()).len();
         let outcome = connect(
             &server.url(),
             ConnectOptions::with_user_and_password("grant".into(), grant.to_string()),
@@ -381,18 +385,6 @@ fn assert_promises_hold_for_a_plain_client(grant: &Value, case: usize, seed: u64
         );
     }
 }
-
-fn decision_after_count(callout: &Callout) -> usize {
-    callout
-        .log()
-        .lines()
-        .filter(|line| line.contains(" authorization ") && line.contains("user=\"grant\""))
-        .count()
-}
-
-/// Keeps `NatsServer` in scope for readers of the helpers above.
-#[allow(dead_code)]
-fn _server_type(_: &NatsServer) {}
 
 /// The check command's stderr for `policy`, which must fail to load.
 fn load_error(policy: &std::path::Path) -> String {
