@@ -2,7 +2,7 @@
 # Soak test (by hand, not part of CI). Runs nats-server (config mode, auth_callout,
 # xkey) and `nats-callout serve` with the hostile test policy (timeout 100 ms,
 # memory 32 MiB, max_in_flight 8), and for the given time keeps a few client
-# streams connecting (host/examples/soak.rs) as users the policy acts on:
+# streams connecting (tools/loadgen/examples/soak.rs) as users the policy acts on:
 #   ok                                  allowed: the client must be admitted
 #   deny                                denied by the policy
 #   loop alloc panic flood sleep block  hostile: spin, allocate, trap, flood the
@@ -85,7 +85,8 @@ if [ -z "${NATS_SERVER_BIN:-}" ]; then
   eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
 fi
 [ -x "$NATS_SERVER_BIN" ] || { log "no nats-server at $NATS_SERVER_BIN"; exit 1; }
-cargo build --release --locked -p nats-callout --bin nats-callout --example soak >&2
+cargo build --release --locked -p nats-callout --bin nats-callout >&2
+cargo build --release --locked -p nats-callout-loadgen --example soak >&2
 cargo build --release --locked --target wasm32-wasip2 -p hostile-policy >&2
 bin=$root/target/release/nats-callout
 client=$root/target/release/examples/soak

@@ -11,65 +11,61 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use nkeys::KeyPair;
 use nkeys::XKey;
 
-use nats_callout::claims::ConnectOpts;
+use nats_callout::authz::{Accounts, Decider, GrantRules, Verdict};
 use nats_callout::config::DenyMode;
-use nats_callout::fake_server::FakeServer;
-use nats_callout::jwt::{FastSigner, Signer};
-use nats_callout::policy::{LoadedPolicy, PolicyLimits};
-use nats_callout::rules::{Accounts, GrantRules};
-use nats_callout::sandbox::{Sandbox, SandboxLimits};
-use nats_callout::sealed_box::SealedBoxes;
-use nats_callout::service::{Binding, Outcome};
+use nats_callout::policy::{PolicyLimits, PolicySource, Sandbox, SandboxLimits};
+use nats_callout::protocol::claims::ConnectOpts;
+use nats_callout::protocol::jwt::{FastSigner, Signer};
+use nats_callout::protocol::verify::Verifier;
+use nats_callout::protocol::xkey::SealedBoxes;
+use nats_callout::serve::{Binding, Registry};
+use nats_callout::testing::FakeServer;
 
 const SETTINGS: &str = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"], "subscribe": ["app.>", "_INBOX.>"], "expires_in_secs": 600}}}"#;
 
-fn binding(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Binding {
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/release/token_table.wasm");
-    let sandbox = Sandbox::new(SandboxLimits {
-        max_in_flight: 4,
-        max_idle_instances: 0,
-        max_memory_bytes: 32 << 20,
-    })
-    .expect("sandbox");
-    let limits = PolicyLimits {
-        timeout: Duration::from_millis(100),
-        memory_bytes: 32 << 20,
-        calls_per_instance: 1,
-        max_idle_instances: 0,
-    };
-    let policy = runtime
-        .block_on(LoadedPolicy::load(&sandbox, &wasm, SETTINGS, limits, None))
-        .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
-    let issuer = KeyPair::new_account();
-    Binding {
-        issuer: FastSigner::new(&issuer).expect("signer"),
-        xkey: with_xkey
-            .then(|| SealedBoxes::from_seed(&XKey::new().seed().expect("seed")).expect("xkey")),
-        server_keys: Default::default(),
-        policy: Arc::new(policy),
-        rules: GrantRules {
-            accounts: Accounts::Listed(vec!["APP".into()]),
-            default_lifetime_secs: 3600,
-            max_lifetime_secs: 86400,
+/// The service as `serve` builds it, with the token-table policy.
+fn registry(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Registry {
+    let source = PolicySource {
+        wasm: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm32-wasip2/release/token_table.wasm"),
+        settings_json: SETTINGS.into(),
+        limits: PolicyLimits {
+            timeout: Duration::from_millis(100),
+            memory_bytes: 32 << 20,
+            calls_per_instance: 1,
+            max_idle_instances: 0,
         },
-        deny_mode: DenyMode::Error,
-        expiry_leeway: Duration::from_secs(3600),
-    }
+    };
+    let sandbox = Sandbox::new(SandboxLimits::for_policies(4, [&source.limits])).expect("sandbox");
+    let rules = GrantRules {
+        accounts: Accounts::Listed(vec!["APP".into()]),
+        default_lifetime_secs: 3600,
+        max_lifetime_secs: 86400,
+    };
+    let decider = runtime
+        .block_on(Decider::load(&sandbox, &source, rules, None))
+        .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
+    let signer = FastSigner::new(&KeyPair::new_account()).expect("signer");
+    let binding = Binding::new(signer, decider, DenyMode::Error);
+    let xkey = with_xkey.then(|| {
+        Arc::new(SealedBoxes::from_seed(&XKey::new().seed().expect("seed")).expect("xkey"))
+    });
+    let mut registry = Registry::new(Verifier::new(xkey, Duration::from_secs(3600)));
+    registry.insert(binding.issuer().to_string(), binding);
+    registry
 }
 
-fn token_request(server: &FakeServer, binding: &Binding) -> (Vec<u8>, Option<String>) {
+fn token_request(server: &FakeServer, registry: &Registry) -> (Vec<u8>, Option<String>) {
     let opts = ConnectOpts {
         auth_token: Some("s3cr3t".into()),
         protocol: 1,
         ..ConnectOpts::default()
     };
-    let request = server.request(opts, binding.xkey.is_some());
-    let service_xkey = binding
-        .xkey
-        .as_ref()
-        .map(|x| XKey::from_public_key(x.public_key()).expect("xkey"));
-    server.encode(binding.issuer.public(), request, service_xkey.as_ref())
+    let own_xkey = registry.verifier().xkey();
+    let request = server.request(opts, own_xkey.is_some());
+    let service_xkey = own_xkey.map(|x| XKey::from_public_key(x.public_key()).expect("xkey"));
+    let issuer = registry.issuers().next().expect("one binding");
+    server.encode(issuer, request, service_xkey.as_ref())
 }
 
 fn phases(c: &mut Criterion) {
@@ -79,35 +75,37 @@ fn phases(c: &mut Criterion) {
         .build()
         .expect("runtime");
     for (label, with_xkey) in [("plain", false), ("xkey", true)] {
-        let binding = binding(&runtime, with_xkey);
-        let (payload, header) = token_request(&server, &binding);
+        let registry = registry(&runtime, with_xkey);
+        let (payload, header) = token_request(&server, &registry);
         let mut group = c.benchmark_group(label);
         group.bench_function("open_verify", |b| {
-            b.iter(|| binding.open(&payload, header.as_deref()).expect("opens"))
+            b.iter(|| registry.open(&payload, header.as_deref()).expect("opens"))
         });
-        let request = binding.open(&payload, header.as_deref()).expect("opens");
+        let (request, binding) = registry.open(&payload, header.as_deref()).expect("opens");
         group.bench_function("policy_call", |b| {
             b.iter(|| runtime.block_on(binding.decide(&request)))
         });
         let verdict = runtime.block_on(binding.decide(&request));
-        assert!(
-            matches!(verdict, nats_callout::service::Verdict::Allow(_)),
-            "{verdict:?}"
-        );
+        assert!(matches!(verdict, Verdict::Allow(_)), "{verdict:?}");
+        let seal = registry
+            .verifier()
+            .xkey()
+            .zip(request.server_xkey.as_deref());
         group.bench_function("mint_sign", |b| {
             b.iter(|| {
                 binding
-                    .respond(&request, &mut verdict.clone())
+                    .respond(&request, &mut verdict.clone(), seal)
                     .expect("a reply")
             })
         });
         group.bench_function("end_to_end", |b| {
-            b.iter(
-                || match runtime.block_on(binding.handle(&payload, header.as_deref())) {
-                    Outcome::Reply { payload, .. } => payload,
-                    _ => panic!("no reply"),
-                },
-            )
+            b.iter(|| {
+                runtime
+                    .block_on(registry.handle(&payload, header.as_deref()))
+                    .expect("answered")
+                    .reply
+                    .expect("a reply")
+            })
         });
         group.finish();
     }

@@ -3,7 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+use crate::authz::{Accounts, GrantRules};
+use crate::policy::cache::CompiledCache;
+use crate::policy::{PolicyLimits, PolicySource};
 
 /// Environment variables that override secrets from the file, for containers.
 pub const ENV_ISSUER_SEED: &str = "NATS_CALLOUT_ISSUER_SEED";
@@ -23,6 +29,12 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("cannot read {what} from {path}: {source}")]
+    Secret {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The whole configuration file.
@@ -328,8 +340,31 @@ impl Config {
     }
 
     /// The compiled-policy cache this configuration asks for, if any.
-    pub fn policy_cache(&self) -> Option<crate::cache::CompiledCache> {
-        crate::cache::CompiledCache::configured(self.policy.cache_dir.as_deref())
+    pub fn policy_cache(&self) -> Option<CompiledCache> {
+        CompiledCache::configured(self.policy.cache_dir.as_deref())
+    }
+
+    /// The policy to load, with its settings and limits.
+    pub fn policy_source(&self) -> PolicySource {
+        PolicySource {
+            wasm: self.policy.wasm.clone(),
+            settings_json: self.settings_json(),
+            limits: PolicyLimits {
+                timeout: Duration::from_millis(self.policy.timeout_ms),
+                memory_bytes: usize::try_from(self.policy.memory_mb << 20).unwrap_or(usize::MAX),
+                calls_per_instance: self.policy.calls_per_instance,
+                max_idle_instances: self.max_idle_instances(),
+            },
+        }
+    }
+
+    /// What the policy may grant.
+    pub fn grant_rules(&self) -> GrantRules {
+        GrantRules {
+            accounts: Accounts::Listed(self.policy.accounts.clone()),
+            default_lifetime_secs: self.policy.default_lifetime_secs,
+            max_lifetime_secs: self.policy.max_lifetime_secs,
+        }
     }
 
     /// The policy's settings as the JSON text handed to its `init`.
@@ -338,21 +373,67 @@ impl Config {
     }
 }
 
-/// Reads a secret: the environment variable `env` when set, else the file.
-/// Errors name the variable or the file, never the secret.
-pub fn read_secret(
-    env: Option<&str>,
-    file: Option<&Path>,
-    what: &str,
-) -> Result<Option<String>, String> {
-    if let Some(value) = env.and_then(|name| std::env::var(name).ok()) {
-        return Ok(Some(value.trim().to_string()));
-    }
-    match file {
-        None => Ok(None),
-        Some(path) => std::fs::read_to_string(path)
-            .map(|s| Some(s.trim().to_string()))
-            .map_err(|e| format!("cannot read {what} from {}: {e}", path.display())),
+/// A secret the service needs. Each comes from an environment variable when
+/// set (for containers), else from a file or the configuration itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    IssuerSeed,
+    XkeySeed,
+    NatsPassword,
+    NatsToken,
+    NatsNkeySeed,
+}
+
+impl Config {
+    /// Resolves a secret: its environment variable, else its file, else the
+    /// value written in the configuration; `None` when none is set. Errors
+    /// name the variable or the file, never the secret.
+    pub fn secret(&self, which: Secret) -> Result<Option<String>, ConfigError> {
+        let (env, file, inline, what) = match which {
+            Secret::IssuerSeed => (
+                Some(ENV_ISSUER_SEED),
+                self.issuer.seed_file.as_deref(),
+                None,
+                "[issuer] seed_file",
+            ),
+            Secret::XkeySeed => (
+                Some(ENV_XKEY_SEED),
+                self.issuer.xkey_seed_file.as_deref(),
+                None,
+                "[issuer] xkey_seed_file",
+            ),
+            Secret::NatsPassword => (
+                Some(ENV_NATS_PASSWORD),
+                None,
+                self.nats.password.as_deref(),
+                "[nats] password",
+            ),
+            Secret::NatsToken => (
+                Some(ENV_NATS_TOKEN),
+                None,
+                self.nats.token.as_deref(),
+                "[nats] token",
+            ),
+            Secret::NatsNkeySeed => (
+                None,
+                self.nats.nkey_seed_file.as_deref(),
+                None,
+                "[nats] nkey_seed_file",
+            ),
+        };
+        if let Some(value) = env.and_then(|name| std::env::var(name).ok()) {
+            return Ok(Some(value.trim().to_string()));
+        }
+        if let Some(path) = file {
+            return std::fs::read_to_string(path)
+                .map(|text| Some(text.trim().to_string()))
+                .map_err(|source| ConfigError::Secret {
+                    what,
+                    path: path.to_path_buf(),
+                    source,
+                });
+        }
+        Ok(inline.map(str::to_string))
     }
 }
 

@@ -7,42 +7,30 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use nkeys::{KeyPair, KeyPairType, XKey};
 
-use crate::config::{self, Config};
-use crate::sealed_box::SealedBoxes;
+use crate::config::{Config, ENV_ISSUER_SEED, ENV_XKEY_SEED, Secret};
+use crate::protocol::xkey::SealedBoxes;
 
 /// The issuer account key pair and the optional curve key pair from `[issuer]`.
 pub fn load_issuer(config: &Config) -> anyhow::Result<(KeyPair, Option<SealedBoxes>)> {
-    let seed = config::read_secret(
-        Some(config::ENV_ISSUER_SEED),
-        config.issuer.seed_file.as_deref(),
-        "[issuer] seed_file",
-    )
-    .map_err(anyhow::Error::msg)?
-    .context("[issuer] seed_file is missing")?;
+    let seed = config
+        .secret(Secret::IssuerSeed)?
+        .context("[issuer] seed_file is missing")?;
     let issuer = KeyPair::from_seed(&seed).map_err(|_| {
-        anyhow::anyhow!(
-            "[issuer] seed_file (or {}) does not hold an nkey seed",
-            config::ENV_ISSUER_SEED
-        )
+        anyhow::anyhow!("[issuer] seed_file (or {ENV_ISSUER_SEED}) does not hold an nkey seed")
     })?;
     if issuer.key_pair_type() != KeyPairType::Account {
         bail!("[issuer] seed is not an account seed (it must start with SA)");
     }
-    let xkey = config::read_secret(
-        Some(config::ENV_XKEY_SEED),
-        config.issuer.xkey_seed_file.as_deref(),
-        "[issuer] xkey_seed_file",
-    )
-    .map_err(anyhow::Error::msg)?
-    .map(|seed| {
-        SealedBoxes::from_seed(&seed).map_err(|_| {
-            anyhow::anyhow!(
-                "[issuer] xkey_seed_file (or {}) does not hold a curve seed (it must start with SX)",
-                config::ENV_XKEY_SEED
-            )
+    let xkey = config
+        .secret(Secret::XkeySeed)?
+        .map(|seed| {
+            SealedBoxes::from_seed(&seed).map_err(|_| {
+                anyhow::anyhow!(
+                    "[issuer] xkey_seed_file (or {ENV_XKEY_SEED}) does not hold a curve seed (it must start with SX)"
+                )
+            })
         })
-    })
-    .transpose()?;
+        .transpose()?;
     Ok((issuer, xkey))
 }
 

@@ -1,34 +1,41 @@
 //! nats-callout: a NATS auth callout service whose decisions are made by
 //! sandboxed WebAssembly policies.
 //!
-//! The request path, module by module:
-//! `server` (NATS I/O) → `service` (one authorization) → `request` (open and
-//! verify) → `policy` (run the component in the `sandbox`) → `rules` (check
-//! the grant) → `response` (mint and sign). `jwt` and `claims` are the wire
-//! format; `untrusted` escapes and bounds what policies and clients write
-//! before it reaches a log or nats-server; `config` and `keys` are the
-//! operator's side; `check` and `loadgen` are tools.
+//! The request path, in the order a request travels (`README.md` has the
+//! same table):
+//!
+//! 1. [`serve`] — `serve/mod.rs` takes a message from the subscription
+//!    (`serve/nats.rs`) and hands it to the registry (`serve/registry.rs`).
+//! 2. [`protocol`] — `protocol/verify.rs` opens (xkey) and verifies it; a
+//!    message that fails is dropped for a `DropReason`.
+//! 3. `serve/registry.rs` routes the verified request to the binding of the
+//!    issuer it names (`serve/binding.rs`), held in a swappable cell.
+//! 4. [`authz`] — `authz/decide.rs` asks the policy ...
+//! 5. [`policy`] — ... which runs in the sandbox (`policy/call.rs`,
+//!    `policy/sandbox.rs`), loaded and snapshotted by `policy/load.rs`;
+//! 6. `authz/rules.rs` holds its grant to the operator's rules, and the
+//!    verdict comes back with a typed reason (`authz/decision.rs`);
+//! 7. `protocol/mint.rs` mints and signs the user JWT and the response, and
+//!    `serve/mod.rs` publishes it and logs the decision.
+//!
+//! Beside the path: `config.rs` and `keys.rs` are the operator's side,
+//! `untrusted.rs` the one rule for text from policies and clients, [`author`]
+//! the policy authors' tools (`check`, `check --kit`, `componentize`) and
+//! [`cli`] the command line. Everything is `pub(crate)` unless a benchmark,
+//! a test or an embedder needs it.
 
-pub mod bindings;
-pub mod cache;
-pub mod check;
-pub mod claims;
-pub mod componentize;
+pub(crate) mod author;
+pub mod authz;
+pub mod cli;
 pub mod config;
-pub mod conformance;
-pub mod fake_server;
-pub mod jwt;
-pub mod keys;
-pub mod loadgen;
+pub(crate) mod keys;
 pub mod policy;
-pub mod request;
-pub mod response;
-pub mod rules;
-pub mod sandbox;
-pub mod sealed_box;
-pub mod server;
-pub mod service;
-pub mod untrusted;
+pub mod protocol;
+pub mod serve;
+pub(crate) mod untrusted;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 #[cfg(test)]
 mod proptests;

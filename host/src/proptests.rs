@@ -1,6 +1,6 @@
 //! Property-based tests of the two places where untrusted input reaches the
-//! host: requests from the network (`request.rs`) and grants from a policy
-//! (`rules.rs`, then `response.rs`).
+//! host: requests from the network (`protocol/verify.rs`) and grants from a
+//! policy (`authz/rules.rs`, then `protocol/mint.rs`).
 //!
 //! Run them (release, like every test here):
 //!
@@ -22,7 +22,7 @@
 //! `header.go`) and nats-server's callout path (`auth_callout.go`
 //! `processReply`, `client.go` `setPermissions`/`splitSubjectQueue`,
 //! `sublist.go` `IsValidSubject`, `jwt.go` `validateTimes`) accept, written
-//! from their source, independently of `jwt.rs` and `rules.rs`.
+//! from their source, independently of `protocol/jwt.rs` and `authz/rules.rs`.
 //!
 //! "Never allocates unboundedly" is measured: this test binary's global
 //! allocator counts the live bytes of each thread, and [`peak_during`] reads
@@ -42,17 +42,18 @@ use proptest::sample::select;
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
 
-use crate::bindings::{ConnectionType, Grant, Limits, Permission, ResponsePermission, TimeWindow};
-use crate::claims::{
-    AuthorizationRequest, ClientInfo, ClientTls, ConnectOpts, REQUEST_AUDIENCE, ServerId,
-};
-use crate::fake_server::{FakeServer, FakeService};
-use crate::jwt::{self, Claims, FastSigner, MAX_TOKEN_BYTES};
-use crate::request::{VerifiedRequest, unix_now};
-use crate::response::{self, Answer, ResponseError};
-use crate::rules::{
+use crate::authz::rules::{
     Accounts, CheckedGrant, GrantRules, MAX_NAME_BYTES, MAX_SUBJECT_BYTES, MAX_SUBJECTS, MAX_TAGS,
 };
+use crate::policy::wit::nats::callout::types::ResponsePermission;
+use crate::policy::wit::{ConnectionType, Grant, Limits, Permission, TimeWindow};
+use crate::protocol::claims::{
+    AuthorizationRequest, ClientInfo, ClientTls, ConnectOpts, REQUEST_AUDIENCE, ServerId,
+};
+use crate::protocol::jwt::{self, Claims, FastSigner, MAX_TOKEN_BYTES};
+use crate::protocol::mint::{self, ResponseError};
+use crate::protocol::verify::{DropReason, VerifiedRequest, unix_now};
+use crate::testing::{FakeServer, FakeService};
 
 // ---------------------------------------------------------------------------
 // Harness: case counts and allocation measurement.
@@ -180,24 +181,24 @@ fn text_list() -> impl Strategy<Value = Vec<String>> {
 
 /// [`FakeService`] opening requests, with a memory bound.
 trait BoundedOpen {
-    fn open(
+    fn open_bounded(
         &self,
         encrypted: bool,
         payload: &[u8],
         header: Option<&str>,
-    ) -> Result<Result<VerifiedRequest, String>, TestCaseError>;
+    ) -> Result<Result<VerifiedRequest, DropReason>, TestCaseError>;
 }
 
 impl BoundedOpen for FakeService {
-    /// `RequestCheck::open`, failing the case if it held more memory than
-    /// [`allocation_bound`] allows.
-    fn open(
+    /// [`FakeService::open`] (verify, then route), failing the case if it
+    /// held more memory than [`allocation_bound`] allows.
+    fn open_bounded(
         &self,
         encrypted: bool,
         payload: &[u8],
         header: Option<&str>,
-    ) -> Result<Result<VerifiedRequest, String>, TestCaseError> {
-        let (result, peak) = peak_during(|| self.check(encrypted).open(payload, header));
+    ) -> Result<Result<VerifiedRequest, DropReason>, TestCaseError> {
+        let (result, peak) = peak_during(|| FakeService::open(self, encrypted, payload, header));
         prop_assert!(
             peak <= allocation_bound(payload.len()),
             "opening {} bytes held {peak} bytes at once",
@@ -735,7 +736,7 @@ fn genuine_requests_are_accepted_intact_and_damaged_ones_refused() {
             damage.apply(&mut payload);
         }
 
-        let opened = service.open(encrypted, &payload, header.as_deref())?;
+        let opened = service.open_bounded(encrypted, &payload, header.as_deref())?;
         let right_header = header == Some(server.xkey.public_key());
         let accept = damage.is_none() && (!sealed || (encrypted && right_header));
         match opened {
@@ -802,7 +803,7 @@ fn requests_with_broken_claims_are_refused() {
         let token = sign_raw(&text, signer);
         let (payload, header) = wire(&server, &token, sealed.then_some(&service.xkey));
 
-        let opened = service.open(sealed, &payload, header.as_deref())?;
+        let opened = service.open_bounded(sealed, &payload, header.as_deref())?;
         let harmless = matches!(breakage, Breakage::ServerXkey(_)) && !sealed;
         prop_assert_eq!(opened.is_ok(), harmless, "{}: {:?}", text, opened.err());
     });
@@ -848,7 +849,7 @@ fn arbitrary_bytes_are_refused() {
     )| {
         let payload = [prefix, &bytes[..]].concat();
         let header = header.value(&server);
-        let opened = service.open(encrypted, &payload, header.as_deref())?;
+        let opened = service.open_bounded(encrypted, &payload, header.as_deref())?;
         prop_assert!(opened.is_err());
     });
 }
@@ -873,7 +874,7 @@ fn jwt_shaped_strings_are_refused() {
             token.push_str(&encoded);
         }
         let (payload, header) = wire(&server, &token, sealed.then_some(&service.xkey));
-        let opened = service.open(sealed, &payload, header.as_deref())?;
+        let opened = service.open_bounded(sealed, &payload, header.as_deref())?;
         prop_assert!(opened.is_err());
     });
 }
@@ -1194,7 +1195,7 @@ fn grant_with(wild: bool) -> impl Strategy<Value = Grant> {
 // ---------------------------------------------------------------------------
 // Grant path: minting, and the oracle.
 
-/// The response the service signs for `grant`, minted as `service.rs` does,
+/// The response the service signs for `grant`, minted as `serve/binding.rs` does,
 /// opened as nats-server does; returns the user JWT inside it.
 fn mint(
     server: &FakeServer,
@@ -1203,8 +1204,8 @@ fn mint(
     grant: &CheckedGrant,
 ) -> Result<String, String> {
     let now = unix_now();
-    let mut user = response::user_claims(request, grant, now);
-    let payload = response::sign(request, Answer::Allow(&mut user), issuer, now, None)
+    let mut user = mint::user_claims(request, &grant.to_mint(), now);
+    let payload = mint::sign_allow(request, &mut user, issuer, now, None)
         .map_err(|error: ResponseError| format!("the service cannot sign the grant: {error}"))?;
     if payload.len() > MAX_TOKEN_BYTES {
         return Err(format!("the response is {} bytes", payload.len()));
@@ -1627,7 +1628,7 @@ fn accepted_grants_mint_user_jwts_nats_server_accepts() {
     proptest!(config(2048), |(rules in grant_rules(), grant in grant(), client in client())| {
         let mut request = server.request(ConnectOpts::default(), false);
         request.client_info = client;
-        let Ok(checked) = rules.check(&grant, &request) else {
+        let Ok(checked) = rules.admit(&grant, &request) else {
             return Ok(());
         };
         let token = mint(&server, &issuer, &request, &checked).map_err(TestCaseError::fail)?;
@@ -1635,7 +1636,7 @@ fn accepted_grants_mint_user_jwts_nats_server_accepts() {
         if let Some(refusal) = nats_refusal(&token, &expected) {
             return Err(TestCaseError::fail(format!("rules accepted a grant nats-server refuses: {refusal}")));
         }
-        let user: Claims<crate::claims::User> = jwt::decode(&token).unwrap();
+        let user: Claims<crate::protocol::claims::User> = jwt::decode(&token).unwrap();
         prop_assert_eq!(
             (&user.nats.publish.allow, &user.nats.publish.deny, &user.nats.subscribe.allow, &user.nats.subscribe.deny),
             (&grant.publish.allow, &grant.publish.deny, &grant.subscribe.allow, &grant.subscribe.deny)
@@ -1699,7 +1700,7 @@ fn grants_within_the_rules_bounds_fit_in_a_jwt() {
             };
             let mut request = server.request(ConnectOpts::default(), false);
             request.client_info.host = Some("10.1.2.3".into());
-            let Ok(checked) = rules.check(&grant, &request) else {
+            let Ok(checked) = rules.admit(&grant, &request) else {
                 return Ok(()); // refusing is fine; signing and failing is not
             };
             let token = mint(&server, &issuer, &request, &checked).map_err(TestCaseError::fail)?;

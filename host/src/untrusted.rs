@@ -43,6 +43,39 @@ pub fn printable(text: &str, max_bytes: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The longest reason (why a request was denied or dropped), as logged and
+/// as sent to nats-server (which logs it): the host's words plus what they
+/// quote.
+pub const REASON_BYTES: usize = 1024;
+
+/// A reason as logged and sent: rendered, escaped and bounded, by one rule
+/// for every kind of reason.
+pub fn reason_text(reason: &impl std::fmt::Display) -> String {
+    printable(&reason.to_string(), REASON_BYTES).into_owned()
+}
+
+/// What a reason or a log line shows of one value it quotes (a name, a
+/// subject, a key from a message).
+pub const QUOTE_BYTES: usize = 64;
+
+/// A value from outside, quoted in a reason: escaped and cut by
+/// [`printable`] to [`QUOTE_BYTES`], and shown in double quotes (a quote
+/// inside it escaped), so it cannot read as the words around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quoted(String);
+
+impl Quoted {
+    pub fn new(text: &str) -> Quoted {
+        Quoted(printable(text, QUOTE_BYTES).replace('"', "\\\""))
+    }
+}
+
+impl std::fmt::Display for Quoted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{}\"", self.0)
+    }
+}
+
 /// Whether `text` has nothing [`printable`] would escape.
 pub fn is_printable(text: &str) -> bool {
     !text.chars().any(needs_escape)
@@ -91,5 +124,13 @@ mod tests {
         assert_eq!(shown, format!("abcdefgh{CUT_MARK}"));
         // Bounded however long the input.
         assert!(printable(&"\n".repeat(1 << 20), 512).len() <= 512 + CUT_MARK.len_utf8());
+    }
+
+    #[test]
+    fn quotes_escaped_and_bounded() {
+        assert_eq!(Quoted::new("APP").to_string(), "\"APP\"");
+        assert_eq!(Quoted::new("a\"b\nc").to_string(), "\"a\\\"b\\nc\"");
+        let long = Quoted::new(&"x".repeat(1000)).to_string();
+        assert_eq!(long, format!("\"{}{CUT_MARK}\"", "x".repeat(QUOTE_BYTES)));
     }
 }

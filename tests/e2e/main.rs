@@ -447,7 +447,7 @@ fn base64_url_bytes(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_connects_are_all_answered() {
     let (server, _callout) = stack(ServerXkey::None, 10, &CalloutSpec::hostile("", ""));
-    let report = nats_callout::loadgen::measure(nats_callout::loadgen::LoadArgs {
+    let report = nats_callout_loadgen::measure(nats_callout_loadgen::LoadArgs {
         server: server.url(),
         connections: 500,
         concurrency: 500,

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::ConnectOptions;
-use nats_callout::jwt::{Claims, encode};
+use nats_callout::protocol::jwt::{Claims, encode};
 use nkeys::{KeyPair, XKey};
 use serde_json::{Value, json};
 

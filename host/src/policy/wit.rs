@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
 
 pub use nats::callout::types::{
     ClientInfo, ClientTls, ConnectOpts, ConnectionType, Grant, Limits, LogLevel, Permission,
-    ResponsePermission, ServerId, TimeWindow,
+    ServerId, TimeWindow,
 };

@@ -6,14 +6,14 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use nkeys::KeyPair;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::key_cache::KeyCache;
 
 /// nats-server refuses tokens longer than this (`jwt.MaxTokenSize`).
 pub const MAX_TOKEN_BYTES: usize = 1024 * 1024;
@@ -86,13 +86,13 @@ fn decode_part(part: &str, name: &'static str) -> Result<Vec<u8>, JwtError> {
 /// Decodes `token`, checks its header and verifies its signature with the key
 /// in its `iss` claim. Times are not checked here: that is the caller's rule.
 pub fn decode<N: DeserializeOwned>(token: &str) -> Result<Claims<N>, JwtError> {
-    decode_with(token, &IssuerKeys::default())
+    decode_with(token, &ServerKeys::default())
 }
 
-/// [`decode`], remembering issuer keys in `keys`.
-pub fn decode_with<N: DeserializeOwned>(
+/// [`decode`], remembering the issuer's key in `keys` once its signature verified.
+pub(crate) fn decode_with<N: DeserializeOwned>(
     token: &str,
-    keys: &IssuerKeys,
+    keys: &ServerKeys,
 ) -> Result<Claims<N>, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLarge(token.len()));
@@ -125,24 +125,19 @@ pub fn decode_with<N: DeserializeOwned>(
     serde_json::from_slice(&payload_json).map_err(JwtError::Claims)
 }
 
-/// Issuer public keys already decoded. A nats-server signs every request
-/// with the same key for its whole life, so decoding it once saves a curve
-/// point decompression per request.
+/// The public keys of the servers whose requests verified, decoded. A
+/// nats-server signs every request with the same key for its whole life, so
+/// decoding it once saves a curve point decompression per request.
 #[derive(Default)]
-pub struct IssuerKeys {
-    known: Mutex<HashMap<String, VerifyingKey>>,
+pub(crate) struct ServerKeys {
+    known: KeyCache<VerifyingKey>,
 }
 
-/// Keys remembered before the cache starts over (servers restart with new keys).
-const MAX_ISSUER_KEYS: usize = 1024;
-
-impl IssuerKeys {
+impl ServerKeys {
     /// The key `issuer` names, and whether it was already known.
     fn resolve(&self, issuer: &str) -> Result<(VerifyingKey, bool), JwtError> {
-        if let Ok(known) = self.known.lock()
-            && let Some(key) = known.get(issuer)
-        {
-            return Ok((*key, true));
+        if let Some(key) = self.known.get(issuer) {
+            return Ok((key, true));
         }
         let bad = || JwtError::Issuer(issuer.to_string());
         let (_, raw) = nkeys::from_public_key(issuer).map_err(|_| bad())?;
@@ -152,12 +147,7 @@ impl IssuerKeys {
 
     /// Keeps `key`, once a signature by it has verified.
     fn remember(&self, issuer: &str, key: VerifyingKey) {
-        if let Ok(mut known) = self.known.lock() {
-            if known.len() >= MAX_ISSUER_KEYS {
-                known.clear();
-            }
-            known.insert(issuer.to_string(), key);
-        }
+        self.known.insert(issuer, key);
     }
 }
 
@@ -289,21 +279,16 @@ mod tests {
 
     #[test]
     fn only_keys_whose_signature_verified_are_remembered() {
-        let keys = IssuerKeys::default();
+        let keys = ServerKeys::default();
         let signer = KeyPair::new_account();
         let token = encode(&mut claims(), &signer).unwrap();
         // The right key named in `iss`, but a signature that does not verify.
         let (signed, _) = token.rsplit_once('.').unwrap();
         let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
         assert!(decode_with::<serde_json::Value>(&forged, &keys).is_err());
-        assert!(keys.known.lock().unwrap().is_empty());
+        assert_eq!(keys.known.len(), 0);
         decode_with::<serde_json::Value>(&token, &keys).unwrap();
-        assert!(
-            keys.known
-                .lock()
-                .unwrap()
-                .contains_key(&signer.public_key())
-        );
+        assert!(keys.known.get(&signer.public_key()).is_some());
     }
 
     #[test]

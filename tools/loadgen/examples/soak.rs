@@ -13,7 +13,7 @@
 //! other failure, such as the server going away mid-handshake). Progress goes
 //! to stderr every 30 s.
 //!
-//! `cargo run --release --example soak -- --server nats://127.0.0.1:4222 --seconds 60 --out attempts.jsonl`
+//! `cargo run --release -p nats-callout-loadgen --example soak -- --server nats://127.0.0.1:4222 --seconds 60 --out attempts.jsonl`
 //! Options: `--streams 4`, `--pause-ms 20`, `--timeout-ms 2000`,
 //! `--mix ok:4,deny:3,loop:1,alloc:1,panic:1,flood:1,sleep:1,block:1,leak:1,forge-reason:1,random:1` (user:weight).
 

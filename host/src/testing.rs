@@ -1,29 +1,31 @@
-//! nats-server's side of the exchange, for benchmarks and tests: builds,
-//! signs and (optionally) seals authorization requests exactly as the server
-//! does, and opens the service's responses. [`FakeService`] is the other
-//! side's keys, for tests of request checks.
+//! Test doubles (the `test-util` feature, and this crate's own tests):
+//! [`FakeServer`] is nats-server's side of the exchange — it builds, signs
+//! and (optionally) seals authorization requests exactly as the server
+//! does, and opens the service's responses; [`FakeService`] is the
+//! service's keys and request checks, without a policy.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use nkeys::KeyPair;
 use nkeys::XKey;
 
-use crate::claims::{
+use crate::protocol::claims::{
     AuthorizationRequest, AuthorizationResponse, ClientInfo, ConnectOpts, REQUEST_AUDIENCE,
     ServerId,
 };
-use crate::jwt::{self, Claims, IssuerKeys};
-use crate::request::{RequestCheck, unix_now};
-use crate::sealed_box::SealedBoxes;
+use crate::protocol::jwt::{self, Claims};
+use crate::protocol::verify::{DropReason, VerifiedRequest, Verifier, unix_now};
+use crate::protocol::xkey::SealedBoxes;
+use crate::serve::Registry;
 
-/// The service's side, as `service.rs` holds it: its issuer account, its
-/// curve key and its cache of server keys.
+/// The service's side, as the registry holds it: its issuer account and its
+/// curve key.
 pub struct FakeService {
     pub issuer: String,
-    pub boxes: SealedBoxes,
+    pub boxes: Arc<SealedBoxes>,
     /// The public half of the service's curve key, which servers seal to.
     pub xkey: XKey,
-    pub server_keys: IssuerKeys,
 }
 
 impl Default for FakeService {
@@ -32,22 +34,32 @@ impl Default for FakeService {
         let seed = xkey.seed().expect("a new curve key has a seed");
         FakeService {
             issuer: KeyPair::new_account().public_key(),
-            boxes: SealedBoxes::from_seed(&seed).expect("a new curve seed opens"),
+            boxes: Arc::new(SealedBoxes::from_seed(&seed).expect("a new curve seed opens")),
             xkey: XKey::from_public_key(&xkey.public_key()).expect("its own public key"),
-            server_keys: IssuerKeys::default(),
         }
     }
 }
 
 impl FakeService {
     /// The service's request checks, requiring encryption when `encrypted`.
-    pub fn check(&self, encrypted: bool) -> RequestCheck<'_> {
-        RequestCheck {
-            issuer: &self.issuer,
-            xkey: encrypted.then_some(&self.boxes),
-            server_keys: &self.server_keys,
-            expiry_leeway: Duration::from_secs(2),
-        }
+    pub fn verifier(&self, encrypted: bool) -> Verifier {
+        Verifier::new(
+            encrypted.then(|| self.boxes.clone()),
+            Duration::from_secs(2),
+        )
+    }
+
+    /// Opens a request as the service does: verifies it, then routes it to
+    /// this service's issuer (requests for another are dropped).
+    pub fn open(
+        &self,
+        encrypted: bool,
+        payload: &[u8],
+        header: Option<&str>,
+    ) -> Result<VerifiedRequest, DropReason> {
+        let mut registry = Registry::new(self.verifier(encrypted));
+        registry.insert(self.issuer.clone(), ());
+        registry.open(payload, header).map(|(request, _)| request)
     }
 }
 

@@ -15,7 +15,8 @@ use wasmtime::{
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{LogLevel, Policy as PolicyWorld, nats::callout};
+use super::PolicyLimits;
+use super::wit::{LogLevel, Policy as PolicyWorld, nats::callout};
 use crate::untrusted::printable;
 
 /// One epoch tick: how often running guest code checks its deadline and
@@ -42,6 +43,29 @@ pub struct SandboxLimits {
     pub max_idle_instances: usize,
     /// Largest memory any policy may use, in bytes.
     pub max_memory_bytes: usize,
+}
+
+impl SandboxLimits {
+    /// A sandbox for `max_in_flight` calls at once to any of `policies`:
+    /// room for every policy's idle instances, and memories as large as the
+    /// largest cap.
+    pub fn for_policies<'a>(
+        max_in_flight: usize,
+        policies: impl IntoIterator<Item = &'a PolicyLimits>,
+    ) -> SandboxLimits {
+        let mut limits = SandboxLimits {
+            max_in_flight,
+            max_idle_instances: 0,
+            max_memory_bytes: 0,
+        };
+        for policy in policies {
+            limits.max_idle_instances = limits
+                .max_idle_instances
+                .saturating_add(policy.max_idle_instances);
+            limits.max_memory_bytes = limits.max_memory_bytes.max(policy.memory_bytes);
+        }
+        limits
+    }
 }
 
 /// Linear memories one instance slot may hold (a language runtime has a few).
@@ -163,17 +187,17 @@ impl Sandbox {
         Ok(Arc::new(Sandbox { engine, linker }))
     }
 
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    pub fn linker(&self) -> &Linker<CallState> {
+    pub(crate) fn linker(&self) -> &Linker<CallState> {
         &self.linker
     }
 }
 
 /// Everything one call owns; dropped with the call's `Store`.
-pub struct CallState {
+pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: TrackedLimits,
@@ -273,7 +297,7 @@ impl CallState {
 /// The store's limits, remembering how large the instance's memories grew, so
 /// a reused instance can be retired before it reaches its cap, and whether
 /// the cap refused a growth.
-pub struct TrackedLimits {
+pub(crate) struct TrackedLimits {
     limits: StoreLimits,
     largest_memory: usize,
     refused_growth: bool,
@@ -359,5 +383,46 @@ impl callout::host::Host for CallState {
                 "policy reached {LOG_LINES_PER_CALL} log lines in one call; further lines are dropped"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(memory_mb: usize, idle: usize) -> PolicyLimits {
+        PolicyLimits {
+            timeout: Duration::from_millis(100),
+            memory_bytes: memory_mb << 20,
+            calls_per_instance: if idle > 0 { 10 } else { 1 },
+            max_idle_instances: idle,
+        }
+    }
+
+    #[test]
+    fn the_pool_has_room_for_every_policy() {
+        let limits =
+            SandboxLimits::for_policies(64, &[policy(32, 0), policy(128, 8), policy(16, 4)]);
+        assert_eq!(limits.max_in_flight, 64);
+        assert_eq!(limits.max_idle_instances, 12);
+        assert_eq!(limits.max_memory_bytes, 128 << 20);
+    }
+
+    #[test]
+    fn a_call_state_knows_when_its_memory_cap_refused_a_growth() {
+        let mut state = CallState::new("p".into(), 1 << 20, Instant::now());
+        assert!(!state.ran_out_of_memory());
+        assert!(state.limits.memory_growing(0, 512 << 10, None).unwrap());
+        assert_eq!(state.largest_memory(), 512 << 10);
+        assert!(!state.ran_out_of_memory());
+        // Over the cap: refused (trap_on_grow_failure turns it into an error).
+        let refused = state.limits.memory_growing(512 << 10, 2 << 20, None);
+        assert!(!matches!(refused, Ok(true)));
+        assert!(state.ran_out_of_memory());
+        assert_eq!(
+            state.largest_memory(),
+            512 << 10,
+            "a refused growth is not counted"
+        );
     }
 }

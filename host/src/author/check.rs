@@ -6,34 +6,28 @@
 //! issuer key: the same rules, reason escaping, JWT minting and size limit,
 //! so what `check` reports is what `serve` would answer.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use crate::bindings::AuthRequest;
-use crate::cache::CompiledCache;
-use crate::claims::{AuthorizationRequest, AuthorizationResponse, User};
+use crate::authz::{Decider, GrantRules, Verdict};
 use crate::config::DenyMode;
-use crate::jwt::{self, FastSigner};
-use crate::policy::{LoadedPolicy, PolicyLimits};
-use crate::request::{VerifiedRequest, to_policy_request};
-use crate::rules::{Accounts, GrantRules};
-use crate::sandbox::{Sandbox, SandboxLimits};
-use crate::service::{Binding, Verdict};
+use crate::policy::cache::CompiledCache;
+use crate::policy::request::to_policy_request;
+use crate::policy::wit::AuthRequest;
+use crate::policy::{LoadedPolicy, PolicyLimits, PolicySource, Sandbox, SandboxLimits};
+use crate::protocol::claims::{AuthorizationRequest, AuthorizationResponse, User};
+use crate::protocol::jwt::{self, FastSigner};
+use crate::protocol::verify::VerifiedRequest;
+use crate::serve::Binding;
 
 /// What `check` evaluates, and under which limits.
-pub struct CheckInput<'a> {
-    pub policy: &'a Path,
-    pub settings_json: String,
+pub struct CheckInput {
+    pub source: PolicySource,
     pub request_json: String,
-    /// Accounts the policy may grant; `None` accepts whatever it grants.
-    pub accounts: Option<Vec<String>>,
-    pub limits: PolicyLimits,
-    pub default_lifetime_secs: u64,
-    pub max_lifetime_secs: u64,
+    pub rules: GrantRules,
     /// Where compiled policies are cached, if anywhere.
     pub cache: Option<CompiledCache>,
     /// Evaluate the request this many more times and report call timings.
@@ -53,50 +47,29 @@ pub fn parse_request(text: &str) -> anyhow::Result<AuthorizationRequest> {
 }
 
 /// A sandbox for one caller at a time, as `check` and `check --kit` use.
-pub fn offline_sandbox(limits: PolicyLimits) -> anyhow::Result<Arc<Sandbox>> {
-    Sandbox::new(SandboxLimits {
-        max_in_flight: 1,
-        max_idle_instances: limits.max_idle_instances,
-        max_memory_bytes: limits.memory_bytes,
-    })
-    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))
+pub fn offline_sandbox(limits: &PolicyLimits) -> anyhow::Result<Arc<Sandbox>> {
+    Sandbox::new(SandboxLimits::for_policies(1, [limits]))
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))
 }
 
 /// Runs the policy once and returns the report printed by `check`.
-pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
+pub async fn run(input: CheckInput) -> anyhow::Result<Value> {
     let request = parse_request(&input.request_json)?;
-    let sandbox = offline_sandbox(input.limits)?;
+    let sandbox = offline_sandbox(&input.source.limits)?;
     let rss_before_load = resident_mib();
     let started = Instant::now();
-    let policy = LoadedPolicy::load(
-        &sandbox,
-        input.policy,
-        &input.settings_json,
-        input.limits,
-        input.cache.as_ref(),
-    )
-    .await?;
+    let decider = Decider::load(&sandbox, &input.source, input.rules, input.cache.as_ref()).await?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let binding = Binding {
-        issuer: FastSigner::new(&nkeys::KeyPair::new_account())?,
-        xkey: None,
-        server_keys: Default::default(),
-        policy: Arc::new(policy),
-        rules: GrantRules {
-            accounts: input.accounts.map_or(Accounts::Any, Accounts::Listed),
-            default_lifetime_secs: input.default_lifetime_secs,
-            max_lifetime_secs: input.max_lifetime_secs,
-        },
-        deny_mode: DenyMode::Error,
-        expiry_leeway: Duration::ZERO,
-    };
-    let policy = &binding.policy;
-    let verified = VerifiedRequest::unsigned(request);
+    // A throwaway issuer: the same signing and size limits as `serve`.
+    let signer = FastSigner::new(&nkeys::KeyPair::new_account())?;
+    let binding = Binding::new(signer, decider, DenyMode::Error);
+    let policy = binding.decider().policy();
+    let verified = VerifiedRequest::unsigned(request, binding.issuer());
     let mut verdict = binding.decide(&verified).await;
-    let reply = binding.respond(&verified, &mut verdict);
+    let reply = binding.respond(&verified, &mut verdict, None);
     let mut report = json!({ "policy": { "name": policy.name(), "sha256": policy.digest() } });
     if input.repeat > 0 {
-        let policy_request = to_policy_request(verified.request(), binding.issuer.public());
+        let policy_request = to_policy_request(verified.request(), binding.issuer());
         let mut timing = time_calls(policy, &policy_request, input.repeat).await;
         timing["load_ms"] = json!(load_ms.round());
         timing["from_cache"] = json!(policy.from_cache());
@@ -107,7 +80,10 @@ pub async fn run(input: CheckInput<'_>) -> anyhow::Result<Value> {
         report["timing"] = timing;
     }
     let fields = match &verdict {
-        Verdict::Deny(reason) => json!({ "decision": "deny", "reason": reason }),
+        Verdict::Deny(reason) => {
+            let (source, kind) = reason.class();
+            json!({ "decision": "deny", "reason": reason.text(), "reason_class": source, "reason_kind": kind })
+        }
         Verdict::Allow(checked) => {
             // Read back from the signed response, as nats-server would.
             let response = reply.context("an allowed request has a signed response")?;

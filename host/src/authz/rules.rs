@@ -17,13 +17,14 @@ use std::str::FromStr as _;
 
 use ipnet::IpNet;
 
-use crate::bindings::{ConnectionType, Grant, Limits, Permission};
-use crate::claims::{self, AuthorizationRequest};
-use crate::untrusted::is_printable;
+use crate::policy::wit::{ConnectionType, Grant, Limits, Permission, TimeWindow};
+use crate::protocol::claims::{self, AuthorizationRequest};
+use crate::protocol::mint::UserToMint;
+use crate::untrusted::{Quoted, is_printable};
 
 /// Bounds on what a policy returns, so checking a grant stays cheap. A grant
 /// within them can still make a user JWT larger than nats-server accepts:
-/// that is denied when it is signed (`response.rs`).
+/// that is denied when it is signed (`protocol/mint.rs`).
 pub const MAX_SUBJECTS: usize = 10_000;
 pub const MAX_SUBJECT_BYTES: usize = 1024;
 pub const MAX_NAME_BYTES: usize = 256;
@@ -55,6 +56,98 @@ pub struct GrantRules {
     pub max_lifetime_secs: u64,
 }
 
+/// Why the rules refused a grant: the deny reason, typed. Every text it
+/// quotes from the grant or the request is escaped and bounded ([`Quoted`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleRefusal {
+    #[error("policy granted account {0}, which is not in [policy] accounts")]
+    AccountNotAllowed(Quoted),
+    #[error("policy granted {0} subjects, more than the {MAX_SUBJECTS} allowed")]
+    TooManySubjects(usize),
+    #[error("policy granted a malformed {what} subject {subject}")]
+    MalformedSubject { what: &'static str, subject: Quoted },
+    #[error(
+        "policy granted a reply TTL of {0} ms, more than the {MAX_RESPONSE_TTL_MS} ms nats-server can hold (Go time.Duration)"
+    )]
+    ResponseTtl(u64),
+    #[error(
+        "policy granted a user name longer than {MAX_NAME_BYTES} bytes or with control characters"
+    )]
+    BadName,
+    #[error("policy granted more than {MAX_TAGS} tags, or a tag that is too long")]
+    TooManyTags,
+    #[error("policy granted the tag {0}: tags must be non-empty and free of control characters")]
+    BadTag(Quoted),
+    #[error(
+        "policy granted {networks} source networks and {windows} time windows, more than the {MAX_SOURCE_NETWORKS} and {MAX_TIME_WINDOWS} allowed"
+    )]
+    TooManyNetworksOrWindows { networks: usize, windows: usize },
+    #[error(
+        "policy set limits.{what} = {value}, which nats-server does not enforce for auth callout users: {instead}"
+    )]
+    UnenforcedLimit {
+        what: &'static str,
+        value: i64,
+        instead: &'static str,
+    },
+    #[error("policy granted source network {0}, which is not a CIDR")]
+    NotCidr(Quoted),
+    #[error("client address {0} is outside the granted source networks")]
+    OutsideNetworks(Quoted),
+    #[error(
+        "policy granted the time zone {0}, which is not an IANA time zone name (such as \"Europe/Paris\" or \"UTC\")"
+    )]
+    UnknownZone(Quoted),
+    #[error(
+        "policy granted time windows without limits.times-location: nats-server would read them in its own local time, which the host cannot know; name the zone (\"UTC\", \"Europe/Paris\")"
+    )]
+    WindowsWithoutZone,
+    #[error("policy granted a time window that is not HH:MM:SS to HH:MM:SS")]
+    MalformedWindow,
+    #[error(
+        "policy granted the time window {start}-{end}, which nats-server never matches (its start is its end)"
+    )]
+    EmptyWindow { start: String, end: String },
+    #[error("client connects at {at} {zone}, outside the granted time windows")]
+    OutsideWindows { at: String, zone: &'static str },
+    #[error(
+        "policy restricted connection types to [{granted}], and the request does not say how the client connects (kind {kind}, type {client_type})"
+    )]
+    UnknownConnectionType {
+        granted: String,
+        kind: Quoted,
+        client_type: Quoted,
+    },
+    #[error("client connects as {client}, outside the granted connection types [{granted}]")]
+    ConnectionTypeNotGranted { client: String, granted: String },
+}
+
+impl RuleRefusal {
+    /// A stable name for the rule that refused, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RuleRefusal::AccountNotAllowed(_) => "account",
+            RuleRefusal::TooManySubjects(_)
+            | RuleRefusal::MalformedSubject { .. }
+            | RuleRefusal::ResponseTtl(_) => "permissions",
+            RuleRefusal::BadName | RuleRefusal::TooManyTags | RuleRefusal::BadTag(_) => {
+                "name_or_tags"
+            }
+            RuleRefusal::TooManyNetworksOrWindows { .. } | RuleRefusal::UnenforcedLimit { .. } => {
+                "limits"
+            }
+            RuleRefusal::NotCidr(_) | RuleRefusal::OutsideNetworks(_) => "source_network",
+            RuleRefusal::UnknownZone(_)
+            | RuleRefusal::WindowsWithoutZone
+            | RuleRefusal::MalformedWindow
+            | RuleRefusal::EmptyWindow { .. }
+            | RuleRefusal::OutsideWindows { .. } => "time_window",
+            RuleRefusal::UnknownConnectionType { .. }
+            | RuleRefusal::ConnectionTypeNotGranted { .. } => "connection_type",
+        }
+    }
+}
+
 /// A grant the rules accepted, ready to be signed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedGrant {
@@ -70,12 +163,12 @@ impl GrantRules {
     /// Checks `grant` for the client `request` describes, in the order a
     /// reader would: where the user goes, what it may do, what it is called,
     /// what limits it has, from where and when it may connect. The error is
-    /// the deny reason.
-    pub fn check(
+    /// why the host denies the request.
+    pub fn admit(
         &self,
         grant: &Grant,
         request: &AuthorizationRequest,
-    ) -> Result<CheckedGrant, String> {
+    ) -> Result<CheckedGrant, RuleRefusal> {
         self.check_account(&grant.account)?;
         check_permissions(grant)?;
         check_name_and_tags(grant)?;
@@ -97,76 +190,74 @@ impl GrantRules {
         })
     }
 
-    fn check_account(&self, account: &str) -> Result<(), String> {
+    fn check_account(&self, account: &str) -> Result<(), RuleRefusal> {
         match &self.accounts {
-            Accounts::Listed(accounts) if !accounts.iter().any(|a| a == account) => Err(format!(
-                "policy granted account {:?}, which is not in [policy] accounts",
-                truncate(account, 64)
-            )),
+            Accounts::Listed(accounts) if !accounts.iter().any(|a| a == account) => {
+                Err(RuleRefusal::AccountNotAllowed(Quoted::new(account)))
+            }
             _ => Ok(()),
         }
     }
 }
 
+impl CheckedGrant {
+    /// What the user JWT says of this grant.
+    pub fn to_mint(&self) -> UserToMint<'_> {
+        UserToMint {
+            account: &self.account,
+            name: self.name.as_deref(),
+            lifetime_secs: self.lifetime_secs,
+            user: &self.user,
+        }
+    }
+}
+
 /// Subjects (how many, and each well-formed) and the reply permission.
-fn check_permissions(grant: &Grant) -> Result<(), String> {
+fn check_permissions(grant: &Grant) -> Result<(), RuleRefusal> {
     let subject_count = grant.publish.allow.len()
         + grant.publish.deny.len()
         + grant.subscribe.allow.len()
         + grant.subscribe.deny.len();
     if subject_count > MAX_SUBJECTS {
-        return Err(format!(
-            "policy granted {subject_count} subjects, more than the {MAX_SUBJECTS} allowed"
-        ));
+        return Err(RuleRefusal::TooManySubjects(subject_count));
     }
     check_subjects(&grant.publish, "publish", false)?;
     check_subjects(&grant.subscribe, "subscribe", true)?;
     if let Some(responses) = &grant.responses
         && responses.ttl_ms > MAX_RESPONSE_TTL_MS
     {
-        return Err(format!(
-            "policy granted a reply TTL of {} ms, more than the {MAX_RESPONSE_TTL_MS} ms nats-server can hold (Go time.Duration)",
-            responses.ttl_ms
-        ));
+        return Err(RuleRefusal::ResponseTtl(responses.ttl_ms));
     }
     Ok(())
 }
 
 /// The user's name and tags: bounded, printable.
-fn check_name_and_tags(grant: &Grant) -> Result<(), String> {
+fn check_name_and_tags(grant: &Grant) -> Result<(), RuleRefusal> {
     if let Some(name) = &grant.name
         && (name.len() > MAX_NAME_BYTES || !is_printable(name))
     {
-        return Err(format!(
-            "policy granted a user name longer than {MAX_NAME_BYTES} bytes or with control characters"
-        ));
+        return Err(RuleRefusal::BadName);
     }
     if grant.tags.len() > MAX_TAGS || grant.tags.iter().any(|t| t.len() > MAX_SUBJECT_BYTES) {
-        return Err(format!(
-            "policy granted more than {MAX_TAGS} tags, or a tag that is too long"
-        ));
+        return Err(RuleRefusal::TooManyTags);
     }
     if let Some(tag) = grant
         .tags
         .iter()
         .find(|t| t.trim().is_empty() || !is_printable(t))
     {
-        return Err(format!(
-            "policy granted the tag {:?}: tags must be non-empty and free of control characters",
-            truncate(tag, 64)
-        ));
+        return Err(RuleRefusal::BadTag(Quoted::new(tag)));
     }
     Ok(())
 }
 
 /// How many networks and windows, and no per-user limit nobody enforces.
-fn check_limits(limits: &Limits) -> Result<(), String> {
+fn check_limits(limits: &Limits) -> Result<(), RuleRefusal> {
     if limits.source_cidrs.len() > MAX_SOURCE_NETWORKS || limits.times.len() > MAX_TIME_WINDOWS {
-        return Err(format!(
-            "policy granted {} source networks and {} time windows, more than the {MAX_SOURCE_NETWORKS} and {MAX_TIME_WINDOWS} allowed",
-            limits.source_cidrs.len(),
-            limits.times.len()
-        ));
+        return Err(RuleRefusal::TooManyNetworksOrWindows {
+            networks: limits.source_cidrs.len(),
+            windows: limits.times.len(),
+        });
     }
     for (what, value, instead) in [
         (
@@ -186,14 +277,16 @@ fn check_limits(limits: &Limits) -> Result<(), String> {
         ),
     ] {
         if let Some(value) = value.filter(|v| *v != NO_LIMIT) {
-            return Err(format!(
-                "policy set limits.{what} = {value}, which nats-server does not enforce for auth callout users: {instead}"
-            ));
+            return Err(RuleRefusal::UnenforcedLimit {
+                what,
+                value,
+                instead,
+            });
         }
     }
     for window in &limits.times {
         if clock_seconds(&window.start).is_none() || clock_seconds(&window.end).is_none() {
-            return Err(NOT_A_WINDOW.into());
+            return Err(RuleRefusal::MalformedWindow);
         }
     }
     Ok(())
@@ -202,43 +295,34 @@ fn check_limits(limits: &Limits) -> Result<(), String> {
 /// The granted source networks (a bare address is one host), which the
 /// client's address must be in: nats-server does not check them for callout
 /// users (`validateSrc` runs only for JWTs clients present).
-fn source_networks(cidrs: &[String], client_host: Option<&str>) -> Result<Vec<IpNet>, String> {
+fn source_networks(cidrs: &[String], client_host: Option<&str>) -> Result<Vec<IpNet>, RuleRefusal> {
     let networks = cidrs
         .iter()
         .map(|cidr| {
             cidr.parse()
                 .or_else(|_| cidr.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    format!(
-                        "policy granted source network {:?}, which is not a CIDR",
-                        truncate(cidr, 64)
-                    )
-                })
+                .map_err(|_| RuleRefusal::NotCidr(Quoted::new(cidr)))
         })
-        .collect::<Result<Vec<IpNet>, String>>()?;
+        .collect::<Result<Vec<IpNet>, RuleRefusal>>()?;
     if networks.is_empty() {
         return Ok(networks);
     }
     match client_host.and_then(|h| h.parse::<IpAddr>().ok()) {
         Some(ip) if networks.iter().any(|n| n.contains(&ip)) => Ok(networks),
-        _ => Err(format!(
-            "client address {} is outside the granted source networks",
-            truncate(client_host.unwrap_or("(unknown)"), 64)
-        )),
+        _ => Err(RuleRefusal::OutsideNetworks(Quoted::new(
+            client_host.unwrap_or("(unknown)"),
+        ))),
     }
 }
 
 /// The zone of the time windows: an IANA name nats-server can load.
-fn time_zone(limits: &Limits) -> Result<Option<chrono_tz::Tz>, String> {
+fn time_zone(limits: &Limits) -> Result<Option<chrono_tz::Tz>, RuleRefusal> {
     let Some(location) = limits.times_location.as_deref().filter(|l| !l.is_empty()) else {
         return Ok(None);
     };
-    chrono_tz::Tz::from_str(location).map(Some).map_err(|_| {
-        format!(
-            "policy granted the time zone {:?}, which is not an IANA time zone name (such as \"Europe/Paris\" or \"UTC\")",
-            truncate(location, 64)
-        )
-    })
+    chrono_tz::Tz::from_str(location)
+        .map(Some)
+        .map_err(|_| RuleRefusal::UnknownZone(Quoted::new(location)))
 }
 
 /// The `nats` object of the user JWT for a checked grant.
@@ -292,16 +376,16 @@ fn user_claims(grant: &Grant, networks: &[IpNet], times_location: Option<String>
 /// reads the windows in its own local time, which the host cannot know: a
 /// zone is required.
 fn check_time_windows(
-    windows: &[crate::bindings::TimeWindow],
+    windows: &[TimeWindow],
     zone: Option<chrono_tz::Tz>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), String> {
+) -> Result<(), RuleRefusal> {
     use chrono::Timelike as _;
     if windows.is_empty() {
         return Ok(());
     }
     let Some(zone) = zone else {
-        return Err("policy granted time windows without limits.times-location: nats-server would read them in its own local time, which the host cannot know; name the zone (\"UTC\", \"Europe/Paris\")".into());
+        return Err(RuleRefusal::WindowsWithoutZone);
     };
     let local = now.with_timezone(&zone);
     let now_ns = i64::from(local.num_seconds_from_midnight()) * 1_000_000_000
@@ -310,14 +394,14 @@ fn check_time_windows(
     for window in windows {
         let (Some(start), Some(end)) = (clock_seconds(&window.start), clock_seconds(&window.end))
         else {
-            return Err(NOT_A_WINDOW.into());
+            return Err(RuleRefusal::MalformedWindow);
         };
         let (start, end) = (start * 1_000_000_000, end * 1_000_000_000);
         if start == end {
-            return Err(format!(
-                "policy granted the time window {}-{}, which nats-server never matches (its start is its end)",
-                window.start, window.end
-            ));
+            return Err(RuleRefusal::EmptyWindow {
+                start: window.start.clone(),
+                end: window.end.clone(),
+            });
         }
         matched |= if start < end {
             start < now_ns && now_ns < end
@@ -328,16 +412,12 @@ fn check_time_windows(
     if matched {
         Ok(())
     } else {
-        Err(format!(
-            "client connects at {} {}, outside the granted time windows",
-            local.format("%H:%M:%S"),
-            zone.name()
-        ))
+        Err(RuleRefusal::OutsideWindows {
+            at: local.format("%H:%M:%S").to_string(),
+            zone: zone.name(),
+        })
     }
 }
-
-/// The deny reason for a time window that is not `HH:MM:SS` to `HH:MM:SS`.
-const NOT_A_WINDOW: &str = "policy granted a time window that is not HH:MM:SS to HH:MM:SS";
 
 /// "No limit" in a user JWT's `subs`, `data` and `payload`. (An absent value
 /// would mean 0 to a JWT-authenticated user, so it is always written.)
@@ -370,7 +450,7 @@ fn possible_connection_types(info: &claims::ClientInfo) -> &'static [ConnectionT
 fn check_connection_type(
     granted: &[ConnectionType],
     client: &claims::ClientInfo,
-) -> Result<(), String> {
+) -> Result<(), RuleRefusal> {
     if granted.is_empty() {
         return Ok(());
     }
@@ -386,15 +466,13 @@ fn check_connection_type(
             .join(", ")
     };
     Err(match possible {
-        [] => format!(
-            "policy restricted connection types to [{}], and the request does not say how the client connects (kind {:?}, type {:?})",
-            names(granted),
-            truncate(client.kind.as_deref().unwrap_or("-"), 32),
-            truncate(client.client_type.as_deref().unwrap_or("-"), 32),
-        ),
-        possible => format!(
-            "client connects as {}, outside the granted connection types [{}]",
-            if possible.len() == 1 {
+        [] => RuleRefusal::UnknownConnectionType {
+            granted: names(granted),
+            kind: Quoted::new(client.kind.as_deref().unwrap_or("-")),
+            client_type: Quoted::new(client.client_type.as_deref().unwrap_or("-")),
+        },
+        possible => RuleRefusal::ConnectionTypeNotGranted {
+            client: if possible.len() == 1 {
                 names(possible)
             } else {
                 format!(
@@ -402,8 +480,8 @@ fn check_connection_type(
                     names(possible)
                 )
             },
-            names(granted)
-        ),
+            granted: names(granted),
+        },
     })
 }
 
@@ -419,7 +497,11 @@ fn connection_type(t: ConnectionType) -> &'static str {
     }
 }
 
-fn check_subjects(permission: &Permission, what: &str, queues_allowed: bool) -> Result<(), String> {
+fn check_subjects(
+    permission: &Permission,
+    what: &'static str,
+    queues_allowed: bool,
+) -> Result<(), RuleRefusal> {
     for subject in permission.allow.iter().chain(&permission.deny) {
         let valid = if queues_allowed {
             match subject.split_once(' ') {
@@ -430,10 +512,10 @@ fn check_subjects(permission: &Permission, what: &str, queues_allowed: bool) -> 
             is_subject(subject)
         };
         if !valid {
-            return Err(format!(
-                "policy granted a malformed {what} subject {:?}",
-                truncate(subject, 64)
-            ));
+            return Err(RuleRefusal::MalformedSubject {
+                what,
+                subject: Quoted::new(subject),
+            });
         }
     }
     Ok(())
@@ -485,22 +567,10 @@ fn clock_seconds(text: &str) -> Option<i64> {
     })
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary.
-pub fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{Limits, TimeWindow};
+    use crate::policy::wit::{Limits, TimeWindow};
 
     fn rules() -> GrantRules {
         GrantRules {
@@ -552,7 +622,7 @@ mod tests {
 
     #[test]
     fn accepts_a_good_grant_with_defaults() {
-        let checked = rules().check(&grant("APP"), &from("127.0.0.1")).unwrap();
+        let checked = rules().admit(&grant("APP"), &from("127.0.0.1")).unwrap();
         assert_eq!(checked.lifetime_secs, 60);
         assert_eq!(checked.user.subs, -1);
         assert_eq!(checked.user.payload, -1);
@@ -563,8 +633,9 @@ mod tests {
     #[test]
     fn refuses_accounts_outside_the_list() {
         let err = rules()
-            .check(&grant("SYS"), &from("127.0.0.1"))
-            .unwrap_err();
+            .admit(&grant("SYS"), &from("127.0.0.1"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"SYS\""), "{err}");
     }
 
@@ -572,7 +643,7 @@ mod tests {
     fn shortens_long_lifetimes() {
         let mut g = grant("APP");
         g.expires_in_secs = Some(10_000);
-        let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
+        let checked = rules().admit(&g, &from("127.0.0.1")).unwrap();
         assert_eq!(
             (checked.lifetime_secs, checked.shortened_from),
             (600, Some(10_000))
@@ -595,7 +666,7 @@ mod tests {
             let mut g = grant("APP");
             g.publish.allow = vec![bad.into()];
             assert!(
-                rules().check(&g, &from("127.0.0.1")).is_err(),
+                rules().admit(&g, &from("127.0.0.1")).is_err(),
                 "{bad:?} accepted"
             );
         }
@@ -607,7 +678,7 @@ mod tests {
             let mut g = grant("APP");
             g.subscribe.allow = vec![bad.into()];
             assert!(
-                rules().check(&g, &from("127.0.0.1")).is_err(),
+                rules().admit(&g, &from("127.0.0.1")).is_err(),
                 "{bad:?} accepted"
             );
         }
@@ -618,15 +689,16 @@ mod tests {
     fn enforces_source_networks() {
         let mut g = grant("APP");
         g.limits.source_cidrs = vec!["10.0.0.0/8".into()];
-        assert!(rules().check(&g, &from("10.1.2.3")).is_ok());
+        assert!(rules().admit(&g, &from("10.1.2.3")).is_ok());
         assert!(
             rules()
-                .check(&g, &from("192.168.1.1"))
+                .admit(&g, &from("192.168.1.1"))
                 .unwrap_err()
+                .to_string()
                 .contains("outside")
         );
         g.limits.source_cidrs = vec!["not-a-cidr".into()];
-        assert!(rules().check(&g, &from("10.1.2.3")).is_err());
+        assert!(rules().admit(&g, &from("10.1.2.3")).is_err());
     }
 
     #[test]
@@ -637,12 +709,12 @@ mod tests {
             end: "23:59:59".into(),
         }];
         g.limits.times_location = Some("Pacific/Kiritimati".into());
-        assert!(rules().check(&g, &from("127.0.0.1")).is_ok());
+        assert!(rules().admit(&g, &from("127.0.0.1")).is_ok());
         g.limits.times = vec![TimeWindow {
             start: "8am".into(),
             end: "17:30:00".into(),
         }];
-        assert!(rules().check(&g, &from("127.0.0.1")).is_err());
+        assert!(rules().admit(&g, &from("127.0.0.1")).is_err());
     }
 
     #[test]
@@ -662,7 +734,9 @@ mod tests {
         assert!(check(&[window("08:00:00", "17:00:00")], paris).is_ok());
         // The same hours in UTC would be 12:30: still in; 13:00-14:00 UTC is not.
         assert!(check(&[window("13:00:00", "14:00:00")], paris).is_ok());
-        let outside = check(&[window("13:00:00", "14:00:00")], Some(chrono_tz::UTC)).unwrap_err();
+        let outside = check(&[window("13:00:00", "14:00:00")], Some(chrono_tz::UTC))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             outside,
             "client connects at 12:30:00 UTC, outside the granted time windows"
@@ -687,12 +761,14 @@ mod tests {
         assert!(
             check(&[window("10:00:00", "10:00:00")], paris)
                 .unwrap_err()
+                .to_string()
                 .contains("never matches")
         );
         // Without a zone the host cannot tell what nats-server will see.
         assert!(
             check(&[window("00:00:00", "23:59:59")], None)
                 .unwrap_err()
+                .to_string()
                 .contains("times-location")
         );
     }
@@ -706,7 +782,7 @@ mod tests {
         }];
         for good in ["Europe/Paris", "UTC", "America/Argentina/Buenos_Aires"] {
             g.limits.times_location = Some(good.into());
-            let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
+            let checked = rules().admit(&g, &from("127.0.0.1")).unwrap();
             assert_eq!(checked.user.times_location.as_deref(), Some(good));
         }
         for bad in [
@@ -717,7 +793,10 @@ mod tests {
             "UTC\n",
         ] {
             g.limits.times_location = Some(bad.into());
-            let reason = rules().check(&g, &from("127.0.0.1")).unwrap_err();
+            let reason = rules()
+                .admit(&g, &from("127.0.0.1"))
+                .unwrap_err()
+                .to_string();
             assert!(
                 reason.contains("not an IANA time zone"),
                 "{bad:?}: {reason}"
@@ -728,18 +807,23 @@ mod tests {
     #[test]
     fn refuses_reply_ttls_beyond_go_durations() {
         let mut g = grant("APP");
-        g.responses = Some(crate::bindings::ResponsePermission {
-            max_messages: 1,
-            ttl_ms: MAX_RESPONSE_TTL_MS,
-        });
-        let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
+        g.responses = Some(
+            crate::policy::wit::nats::callout::types::ResponsePermission {
+                max_messages: 1,
+                ttl_ms: MAX_RESPONSE_TTL_MS,
+            },
+        );
+        let checked = rules().admit(&g, &from("127.0.0.1")).unwrap();
         let ttl_ns = checked.user.resp.unwrap().ttl;
         assert!(
             i64::try_from(ttl_ns).is_ok(),
             "{ttl_ns} overflows a Go Duration"
         );
         g.responses.as_mut().unwrap().ttl_ms = MAX_RESPONSE_TTL_MS + 1;
-        let reason = rules().check(&g, &from("127.0.0.1")).unwrap_err();
+        let reason = rules()
+            .admit(&g, &from("127.0.0.1"))
+            .unwrap_err()
+            .to_string();
         assert!(reason.contains("time.Duration"), "{reason}");
     }
 
@@ -757,7 +841,7 @@ mod tests {
             // "No limit", said either way, is accepted and written as -1.
             for unlimited in [None, Some(-1)] {
                 set(&mut g, unlimited);
-                let checked = rules().check(&g, &from("127.0.0.1")).unwrap();
+                let checked = rules().admit(&g, &from("127.0.0.1")).unwrap();
                 assert_eq!(
                     (checked.user.subs, checked.user.data, checked.user.payload),
                     (-1, -1, -1)
@@ -765,7 +849,10 @@ mod tests {
             }
             for value in [0, 5, -2, i64::MIN, i64::MAX] {
                 set(&mut g, Some(value));
-                let reason = rules().check(&g, &from("127.0.0.1")).unwrap_err();
+                let reason = rules()
+                    .admit(&g, &from("127.0.0.1"))
+                    .unwrap_err()
+                    .to_string();
                 assert!(
                     reason.contains(&format!(
                         "limits.{what} = {value}, which nats-server does not enforce"
@@ -789,12 +876,12 @@ mod tests {
             let mut g = grant("APP");
             g.tags = vec![bad.into()];
             assert!(
-                rules().check(&g, &from("127.0.0.1")).is_err(),
+                rules().admit(&g, &from("127.0.0.1")).is_err(),
                 "tag {bad:?} accepted"
             );
             let mut g = grant("APP");
             g.name = Some(format!("n{bad}"));
-            let accepted = rules().check(&g, &from("127.0.0.1")).is_ok();
+            let accepted = rules().admit(&g, &from("127.0.0.1")).is_ok();
             assert_eq!(accepted, bad.trim().is_empty(), "name n{bad:?}");
         }
     }
@@ -805,7 +892,7 @@ mod tests {
         let admitted = |types: &[ConnectionType], request: &AuthorizationRequest| {
             let mut g = grant("APP");
             g.connection_types = types.to_vec();
-            rules().check(&g, request).is_ok()
+            rules().admit(&g, request).is_ok()
         };
         let tcp = from("10.0.0.1");
         let websocket = client(Some("10.0.0.1"), "Client", Some("websocket"));
@@ -835,7 +922,7 @@ mod tests {
         ));
         let mut g = grant("APP");
         g.connection_types = vec![Websocket];
-        let reason = rules().check(&g, &tcp).unwrap_err();
+        let reason = rules().admit(&g, &tcp).unwrap_err().to_string();
         assert_eq!(
             reason,
             "client connects as STANDARD, outside the granted connection types [WEBSOCKET]"

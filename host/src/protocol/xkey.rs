@@ -4,16 +4,15 @@
 //! first request from a server, opening and sealing cost one XSalsa20-Poly1305
 //! pass each instead of a Diffie-Hellman as well (~50 µs saved on each).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crypto_box::aead::{Aead, AeadCore, OsRng};
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 
+use super::key_cache::KeyCache;
+
 const VERSION: &[u8] = b"xkv1";
 const NONCE_BYTES: usize = 24;
-/// Peers remembered before the cache starts over (servers restart with new keys).
-const MAX_PEERS: usize = 1024;
 
 /// Why a box could not be opened or sealed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,7 +31,7 @@ pub enum SealError {
 pub struct SealedBoxes {
     secret: SecretKey,
     public: String,
-    peers: Mutex<HashMap<String, Arc<SalsaBox>>>,
+    peers: KeyCache<Arc<SalsaBox>>,
 }
 
 impl SealedBoxes {
@@ -43,7 +42,7 @@ impl SealedBoxes {
         Ok(SealedBoxes {
             secret: SecretKey::from(raw),
             public,
-            peers: Mutex::new(HashMap::new()),
+            peers: KeyCache::default(),
         })
     }
 
@@ -53,10 +52,8 @@ impl SealedBoxes {
     }
 
     fn shared_box(&self, peer: &str) -> Result<Arc<SalsaBox>, SealError> {
-        if let Ok(peers) = self.peers.lock()
-            && let Some(shared) = peers.get(peer)
-        {
-            return Ok(shared.clone());
+        if let Some(shared) = self.peers.get(peer) {
+            return Ok(shared);
         }
         let (prefix, raw) =
             nkeys::from_public_key(peer).map_err(|_| SealError::PeerKey(peer.into()))?;
@@ -64,12 +61,7 @@ impl SealedBoxes {
             return Err(SealError::PeerKey(peer.into()));
         }
         let shared = Arc::new(SalsaBox::new(&PublicKey::from(raw), &self.secret));
-        if let Ok(mut peers) = self.peers.lock() {
-            if peers.len() >= MAX_PEERS {
-                peers.clear();
-            }
-            peers.insert(peer.to_string(), shared.clone());
-        }
+        self.peers.insert(peer, shared.clone());
         Ok(shared)
     }
 

@@ -27,12 +27,13 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::bindings::{AuthRequest, Decision};
-use crate::cache::CompiledCache;
-use crate::check::parse_request;
-use crate::policy::{LoadError, LoadedPolicy, PolicyLimits};
-use crate::request::to_policy_request;
-use crate::sandbox::Sandbox;
+use super::check::parse_request;
+use crate::authz::{Accounts, Decider, GrantRules, Verdict};
+use crate::policy::cache::CompiledCache;
+use crate::policy::request::to_policy_request;
+use crate::policy::wit::{AuthRequest, Decision};
+use crate::policy::{CallError, LoadError, PolicyLimits, PolicySource, Sandbox};
+use crate::untrusted::printable;
 
 /// The issuer the kit's requests are evaluated for.
 pub const KIT_ISSUER: &str = "ACONFORMANCEKITISSUER";
@@ -77,6 +78,16 @@ pub struct CaseResult {
     pub failure: Option<String>,
 }
 
+/// The rules a kit's grants are held to: any account, `serve`'s default
+/// lifetimes. An allowed case whose grant `serve` would deny fails.
+fn kit_rules() -> GrantRules {
+    GrantRules {
+        accounts: Accounts::Any,
+        default_lifetime_secs: 3600,
+        max_lifetime_secs: 86400,
+    }
+}
+
 /// Runs every case of the kit in `kit` against the policy at `policy`.
 pub async fn run(
     sandbox: &Arc<Sandbox>,
@@ -85,6 +96,11 @@ pub async fn run(
     limits: PolicyLimits,
     cache: Option<&CompiledCache>,
 ) -> anyhow::Result<Vec<CaseResult>> {
+    let source = |settings_json: String| PolicySource {
+        wasm: policy.to_path_buf(),
+        settings_json,
+        limits,
+    };
     let settings_path = kit.join("settings.json");
     let settings = if settings_path.exists() {
         std::fs::read_to_string(&settings_path)
@@ -93,16 +109,29 @@ pub async fn run(
         "{}".to_string()
     };
     let mut results = Vec::new();
-    let loaded = LoadedPolicy::load(sandbox, policy, &settings, limits, cache).await?;
+    let decider = Decider::load(sandbox, &source(settings), kit_rules(), cache).await?;
     for (file, text) in read_folder(&kit.join("cases"))? {
         let case: Case = serde_json::from_str(&text)
             .with_context(|| format!("{file} is not a conformance case"))?;
         let failure = match parse_request(&case.request.to_string()) {
             Err(error) => Some(format!("bad fixture: {error:#}")),
             Ok(request) => {
-                let request = to_policy_request(&request, KIT_ISSUER);
-                let decision = loaded.evaluate(&request).await;
-                compare(&request, decision, &case.expect)
+                let policy_request = to_policy_request(&request, KIT_ISSUER);
+                let answer = decider.ask(&policy_request).await;
+                compare(&policy_request, answer.clone(), &case.expect).or_else(|| {
+                    // The policy answered as expected: would `serve` sign its grant?
+                    match decider.judge(answer, &request) {
+                        Verdict::Deny(reason)
+                            if case.expect.decision.as_deref() == Some("allow") =>
+                        {
+                            Some(format!(
+                                "the policy allowed, but the host denies its grant: {}",
+                                reason.text()
+                            ))
+                        }
+                        _ => None,
+                    }
+                })
             }
         };
         results.push(CaseResult {
@@ -114,11 +143,10 @@ pub async fn run(
     for (file, text) in read_folder(&kit.join("refused"))? {
         let refusal: Refusal = serde_json::from_str(&text)
             .with_context(|| format!("{file} is not a settings-refusal case"))?;
-        let loaded = LoadedPolicy::load(
+        let loaded = Decider::load(
             sandbox,
-            policy,
-            &refusal.settings.to_string(),
-            limits,
+            &source(refusal.settings.to_string()),
+            kit_rules(),
             cache,
         )
         .await;
@@ -171,7 +199,7 @@ fn read_folder(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
 
 fn compare(
     request: &AuthRequest,
-    decision: Result<Decision, crate::policy::CallError>,
+    decision: Result<Decision, CallError>,
     expect: &Expectation,
 ) -> Option<String> {
     if let Some(wanted) = &expect.call_fails {
@@ -279,14 +307,9 @@ fn first_difference(path: &str, expected: &Value, got: &Value) -> String {
         _ => {
             let shorten = |v: &Value| {
                 let text = v.to_string();
-                if text.len() > 120 {
-                    format!(
-                        "{}… ({} bytes)",
-                        &text[..text.floor_char_boundary(120)],
-                        text.len()
-                    )
-                } else {
-                    text
+                match printable(&text, 120) {
+                    shown if shown.len() < text.len() => format!("{shown} ({} bytes)", text.len()),
+                    shown => shown.into_owned(),
                 }
             };
             format!(

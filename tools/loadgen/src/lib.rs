@@ -1,4 +1,4 @@
-//! `nats-callout load`: a connection-storm load generator. Opens N client
+//! The connection-storm load generator behind `nats-callout load`. Opens N client
 //! connections at concurrency C through a nats-server, and reports connects/s,
 //! connect-latency percentiles and the CPU time per connect that the
 //! nats-server and callout processes spent (read from `/proc/<pid>/stat`).

@@ -1,0 +1,11 @@
+//! Tools for policy authors, offline: `check` evaluates one request,
+//! `check --kit` runs a conformance kit, `componentize` turns a Go module
+//! into a policy component. They decide through the same [`Decider`] and
+//! [`Binding`] as `serve`.
+//!
+//! [`Decider`]: crate::authz::Decider
+//! [`Binding`]: crate::serve::Binding
+
+pub(crate) mod check;
+pub(crate) mod componentize;
+pub(crate) mod kit;

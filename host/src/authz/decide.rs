@@ -1,0 +1,73 @@
+//! The one place a request becomes a verdict, for `serve`, `check` and
+//! `check --kit` alike: ask the policy, then hold its answer to the rules.
+
+use std::sync::Arc;
+
+use super::decision::{DenyReason, Verdict};
+use super::rules::GrantRules;
+use crate::policy::cache::CompiledCache;
+use crate::policy::request::to_policy_request;
+use crate::policy::wit::{AuthRequest, Decision};
+use crate::policy::{CallError, LoadError, LoadedPolicy, PolicySource, Sandbox};
+use crate::protocol::claims::AuthorizationRequest;
+use crate::protocol::verify::VerifiedRequest;
+
+/// A policy and the rules its grants are held to.
+pub struct Decider {
+    policy: Arc<LoadedPolicy>,
+    rules: GrantRules,
+}
+
+impl Decider {
+    pub fn new(policy: Arc<LoadedPolicy>, rules: GrantRules) -> Decider {
+        Decider { policy, rules }
+    }
+
+    /// Loads the policy `source` names (see [`LoadedPolicy::load`]) and
+    /// holds it to `rules`.
+    pub async fn load(
+        sandbox: &Arc<Sandbox>,
+        source: &PolicySource,
+        rules: GrantRules,
+        cache: Option<&CompiledCache>,
+    ) -> Result<Decider, LoadError> {
+        let policy = LoadedPolicy::load(sandbox, source, cache).await?;
+        Ok(Decider::new(Arc::new(policy), rules))
+    }
+
+    pub fn policy(&self) -> &LoadedPolicy {
+        &self.policy
+    }
+
+    /// The verdict on a verified request.
+    pub async fn decide(&self, request: &VerifiedRequest) -> Verdict {
+        if let Some(refusal) = request.refusal {
+            return Verdict::Deny(DenyReason::Refused(refusal));
+        }
+        let nats = request.request();
+        let answer = self.ask(&to_policy_request(nats, request.issuer())).await;
+        self.judge(answer, nats)
+    }
+
+    /// The policy's own answer, before any rule: what a conformance kit
+    /// compares with its expectations.
+    pub async fn ask(&self, request: &AuthRequest) -> Result<Decision, CallError> {
+        self.policy.evaluate(request).await
+    }
+
+    /// The verdict on the policy's answer for the client `request` describes.
+    pub fn judge(
+        &self,
+        answer: Result<Decision, CallError>,
+        request: &AuthorizationRequest,
+    ) -> Verdict {
+        match answer {
+            Err(error) => Verdict::Deny(DenyReason::CallFailed(error)),
+            Ok(Decision::Deny(reason)) => Verdict::Deny(DenyReason::policy(&reason)),
+            Ok(Decision::Allow(grant)) => match self.rules.admit(&grant, request) {
+                Ok(checked) => Verdict::Allow(Box::new(checked)),
+                Err(refusal) => Verdict::Deny(DenyReason::Rule(refusal)),
+            },
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Authorization: from a verified request to a verdict. The [`Decider`]
+//! asks the policy and holds its answer to the operator's [`GrantRules`];
+//! the [`Verdict`] and its typed [`DenyReason`] are what the rest of the host
+//! signs, logs and counts.
+
+mod decide;
+mod decision;
+pub(crate) mod rules;
+
+pub use decide::Decider;
+pub use decision::{DecisionRecord, DenyReason, Verdict};
+pub use rules::{Accounts, CheckedGrant, GrantRules, RuleRefusal};

@@ -1,0 +1,251 @@
+//! The `nats-callout` command line: `serve`, `check`, `keys`,
+//! `componentize` and `load`, parsed and dispatched.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::author::{check, componentize, kit};
+use crate::authz::{Accounts, GrantRules};
+use crate::config::Config;
+use crate::keys;
+use crate::policy::cache::CompiledCache;
+use crate::policy::{PolicyLimits, PolicySource};
+use crate::serve;
+
+#[derive(Parser)]
+#[command(
+    name = "nats-callout",
+    version,
+    about = "NATS auth callout with sandboxed WebAssembly policies"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer auth callout requests from nats-server.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Evaluate a policy offline and print the decision as JSON.
+    Check {
+        /// The policy component.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The policy's settings, as a JSON file (default `{}`).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        /// The request: the `nats` object of an authorization request, as JSON.
+        #[arg(long, required_unless_present = "kit")]
+        request: Option<PathBuf>,
+        /// Run a conformance kit instead: a folder of request fixtures with
+        /// their expected decisions (see tests/conformance/README.md).
+        #[arg(long, conflicts_with_all = ["request", "settings", "repeat", "accounts", "default_lifetime_secs", "max_lifetime_secs"])]
+        kit: Option<PathBuf>,
+        /// Accounts the policy may grant (comma-separated); default: any.
+        #[arg(long, value_delimiter = ',')]
+        accounts: Option<Vec<String>>,
+        #[arg(long, default_value_t = 100)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 32)]
+        memory_mb: u64,
+        #[arg(long, default_value_t = 3600)]
+        default_lifetime_secs: u64,
+        #[arg(long, default_value_t = 86400)]
+        max_lifetime_secs: u64,
+        /// Calls one instance serves before it is dropped (see `[policy]
+        /// calls_per_instance`).
+        #[arg(long, default_value_t = 1)]
+        calls_per_instance: u32,
+        /// Compiled-policy cache folder. Default as for `serve`.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Do not use the compiled-policy cache.
+        #[arg(long, conflicts_with = "cache_dir")]
+        no_cache: bool,
+        /// Also call the policy this many more times and report its load
+        /// time and per-call latency.
+        #[arg(long, default_value_t = 0)]
+        repeat: u32,
+    },
+    /// Generate an issuer account seed and an xkey seed, and print the
+    /// matching nats-server and nats-callout configuration.
+    Keys {
+        /// Folder to write issuer.seed and xkey.seed into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// The account the service itself connects to (auth_callout account).
+        #[arg(long, default_value = "AUTH")]
+        account: String,
+        /// The service's user name (listed in auth_users).
+        #[arg(long, default_value = "auth")]
+        auth_user: String,
+    },
+    /// Turn a core WebAssembly module built for WASI preview 1 (such as a Go
+    /// policy) into a policy component.
+    Componentize {
+        /// The core module (`go build` output).
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Open many client connections through a nats-server and report
+    /// connects/s, latency percentiles and CPU per connect.
+    Load(nats_callout_loadgen::LoadArgs),
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check {
+            policy,
+            settings,
+            request,
+            kit,
+            accounts,
+            timeout_ms,
+            memory_mb,
+            default_lifetime_secs,
+            max_lifetime_secs,
+            calls_per_instance,
+            cache_dir,
+            no_cache,
+            repeat,
+        } => {
+            let limits = PolicyLimits {
+                timeout: Duration::from_millis(timeout_ms),
+                memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+                calls_per_instance: calls_per_instance.max(1),
+                max_idle_instances: 1,
+            };
+            let cache = if no_cache {
+                None
+            } else {
+                CompiledCache::configured(cache_dir.as_deref())
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            if let Some(kit) = kit {
+                return run_kit(&runtime, &policy, &kit, limits, cache.as_ref());
+            }
+            let Some(request) = request else {
+                anyhow::bail!("--request or --kit is required");
+            };
+            let settings_json = match settings {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read settings {}", path.display()))?,
+                None => "{}".into(),
+            };
+            let request_json = std::fs::read_to_string(&request)
+                .with_context(|| format!("cannot read request {}", request.display()))?;
+            let report = runtime.block_on(check::run(check::CheckInput {
+                source: PolicySource {
+                    wasm: policy,
+                    settings_json,
+                    limits,
+                },
+                request_json,
+                rules: GrantRules {
+                    accounts: accounts.map_or(Accounts::Any, Accounts::Listed),
+                    default_lifetime_secs,
+                    max_lifetime_secs,
+                },
+                cache,
+                repeat,
+            }))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Keys {
+            out,
+            account,
+            auth_user,
+        } => {
+            print!("{}", keys::generate(&out, &account, &auth_user)?);
+            Ok(())
+        }
+        Command::Componentize { module, out } => {
+            let size = componentize::run(&module, &out)?;
+            eprintln!("wrote {} ({size} bytes)", out.display());
+            Ok(())
+        }
+        Command::Load(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(nats_callout_loadgen::run(args))
+        }
+    }
+}
+
+/// `check --kit`: runs a conformance kit and prints one line per case.
+fn run_kit(
+    runtime: &tokio::runtime::Runtime,
+    policy: &Path,
+    kit: &Path,
+    limits: PolicyLimits,
+    cache: Option<&CompiledCache>,
+) -> anyhow::Result<()> {
+    let results = runtime.block_on(async {
+        let sandbox = check::offline_sandbox(&limits)?;
+        kit::run(&sandbox, policy, kit, limits, cache).await
+    })?;
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    for result in &results {
+        match &result.failure {
+            None => println!("ok    {} — {}", result.file, result.description),
+            Some(failure) => println!("FAIL  {} — {}: {failure}", result.file, result.description),
+        }
+    }
+    println!(
+        "{}: {} cases, {} passed, {failed} failed",
+        kit.display(),
+        results.len(),
+        results.len() - failed
+    );
+    if results.is_empty() {
+        anyhow::bail!("{} holds no cases", kit.display());
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} conformance case(s) failed");
+    }
+    Ok(())
+}
+
+/// `serve`: the runtime the configuration asks for, then the service until
+/// SIGINT or SIGTERM.
+fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.service.worker_threads {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime.enable_all().build()?;
+    runtime.block_on(serve::launch(&config, serve::shutdown_signal()))
+}

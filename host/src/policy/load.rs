@@ -1,0 +1,322 @@
+//! Loading a policy: read the component, refuse another world version, run
+//! its `init(settings)` once and snapshot the initialized instance
+//! (wasmtime-wizer), or take the compiled snapshot from the cache. Compiling
+//! runs on the blocking pool, never on the async workers that answer
+//! requests.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Instance};
+use wasmtime::{Engine, Trap};
+use wasmtime_wizer::{ComponentContext, WasmtimeWizerComponent, Wizer};
+
+use super::cache::{CompiledCache, EntryKind};
+use super::call::{bounded, describe, new_store, start_instance};
+use super::sandbox::Sandbox;
+use super::wit::PolicyPre;
+use super::{Deadline, LoadedPolicy, PolicySource};
+use crate::untrusted::printable;
+
+/// The deadline of a policy's `init`, which may parse large settings.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a load error shows of a message the policy wrote (its `init` error).
+const POLICY_MESSAGE_BYTES: usize = 1024;
+
+/// The version of the `nats:callout` WIT package this host implements
+/// (`wit/policy.wit`). A policy built for another minor version is refused.
+pub const WORLD_PACKAGE: &str = "nats:callout";
+pub const WORLD_VERSION: &str = "0.1.0";
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "policy {path} is not a component implementing the nats:callout/policy world: {reason}"
+    )]
+    Invalid { path: PathBuf, reason: String },
+    #[error("policy {path} refused its settings: {reason}")]
+    SettingsRefused { path: PathBuf, reason: String },
+    #[error("policy {path} failed in init: {reason}")]
+    InitFailed { path: PathBuf, reason: String },
+    #[error("policy {path} cannot start under the configured limits: {reason}")]
+    CannotStart { path: PathBuf, reason: String },
+    #[error(
+        "policy {path} was built for {WORLD_PACKAGE}@{built_for}, but this host implements {WORLD_PACKAGE}@{WORLD_VERSION}: rebuild it with an SDK for {WORLD_VERSION}"
+    )]
+    WrongVersion { path: PathBuf, built_for: String },
+}
+
+impl LoadedPolicy {
+    /// Reads the component `source` names, runs its `init(settings)` and
+    /// snapshots the result, or takes the compiled snapshot from `cache`.
+    pub async fn load(
+        sandbox: &Arc<Sandbox>,
+        source: &PolicySource,
+        cache: Option<&CompiledCache>,
+    ) -> Result<LoadedPolicy, LoadError> {
+        let path = source.wasm.as_path();
+        let wasm = std::fs::read(path).map_err(|error| LoadError::Read {
+            path: path.to_path_buf(),
+            source: error,
+        })?;
+        let name: Arc<str> = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "policy".into())
+            .into();
+        if let Some(built_for) = foreign_world_version(&wasm) {
+            return Err(LoadError::WrongVersion {
+                path: path.to_path_buf(),
+                built_for,
+            });
+        }
+        let limits = source.limits;
+        let engine = sandbox.engine();
+        let key = CompiledCache::key(
+            engine,
+            EntryKind::Snapshot,
+            &wasm,
+            &source.settings_json,
+            limits.memory_bytes,
+        );
+        let cached = cache.and_then(|cache| cache.get(engine, &key));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let snapshot = initialize(sandbox, &wasm, source, &name, cache).await?;
+                compile(engine, snapshot, path).await?
+            }
+        };
+        if let (Some(cache), false) = (cache, from_cache) {
+            cache.put(&key, &component);
+        }
+        let pre = sandbox
+            .linker()
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|e| invalid(path, e))?;
+        // Instantiate once now, so a policy that cannot start under these
+        // limits (a snapshot bigger than the memory cap, more core instances
+        // than the pool allows) fails the load rather than every request.
+        start_instance(
+            sandbox,
+            &pre,
+            &name,
+            limits.memory_bytes,
+            Deadline::after(INIT_TIMEOUT),
+        )
+        .await
+        .map_err(|error| LoadError::CannotStart {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+        Ok(LoadedPolicy {
+            name,
+            digest: format!("{:x}", Sha256::digest(&wasm)),
+            sandbox: sandbox.clone(),
+            pre,
+            limits,
+            idle: Mutex::new(Vec::new()),
+            from_cache,
+        })
+    }
+}
+
+/// The policy at `path` is not a component of the policy world.
+fn invalid(path: &Path, error: impl std::fmt::Display) -> LoadError {
+    LoadError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("{error:#}"),
+    }
+}
+
+/// Compiles a component with Cranelift on the blocking pool: seconds for a
+/// language runtime, which must not hold an async worker that answers
+/// requests.
+async fn compile(engine: &Engine, wasm: Vec<u8>, path: &Path) -> Result<Component, LoadError> {
+    let engine = engine.clone();
+    match tokio::task::spawn_blocking(move || Component::new(&engine, &wasm)).await {
+        Ok(compiled) => compiled.map_err(|e| invalid(path, format!("{e:#}"))),
+        Err(panicked) => Err(invalid(path, format!("the compiler failed: {panicked}"))),
+    }
+}
+
+/// Runs the policy's `init(settings)` in an instrumented instance and
+/// returns the component rewritten to start in the state `init` left.
+async fn initialize(
+    sandbox: &Sandbox,
+    wasm: &[u8],
+    source: &PolicySource,
+    name: &Arc<str>,
+    cache: Option<&CompiledCache>,
+) -> Result<Vec<u8>, LoadError> {
+    let path = source.wasm.as_path();
+    let memory_bytes = source.limits.memory_bytes;
+    let (context, component) = instrument(sandbox.engine(), wasm, path, cache).await?;
+
+    // Starting the component and `init` share one deadline.
+    let deadline = Deadline::after(INIT_TIMEOUT);
+    let init_failed = |error: &wasmtime::Error, out_of_memory: bool| LoadError::InitFailed {
+        path: path.to_path_buf(),
+        reason: describe(error, deadline, memory_bytes, out_of_memory).to_string(),
+    };
+    let mut store = new_store(sandbox, name, memory_bytes, deadline);
+    let started = bounded(
+        deadline,
+        sandbox.linker().instantiate_async(&mut store, &component),
+    )
+    .await;
+    store.data_mut().flush_output();
+    let out_of_memory = store.data().ran_out_of_memory();
+    let instance: Instance = match started {
+        Ok(instance) => instance,
+        // Guest code ran (a start function) and failed: not a shape problem.
+        Err(error) if out_of_memory || error.downcast_ref::<Trap>().is_some() => {
+            return Err(init_failed(&error, out_of_memory));
+        }
+        Err(error) => return Err(invalid(path, error)),
+    };
+    let init = instance
+        .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, "init")
+        .map_err(|e| invalid(path, format!("init: {e:#}")))?;
+    let settings = source.settings_json.as_str();
+    let called = bounded(deadline, init.call_async(&mut store, (settings,))).await;
+    store.data_mut().flush_output();
+    let out_of_memory = store.data().ran_out_of_memory();
+    let (outcome,) = called.map_err(|error| init_failed(&error, out_of_memory))?;
+    outcome.map_err(|reason| LoadError::SettingsRefused {
+        path: path.to_path_buf(),
+        reason: printable(&reason, POLICY_MESSAGE_BYTES).into_owned(),
+    })?;
+    wizer()
+        .snapshot_component(
+            &context,
+            &mut WasmtimeWizerComponent {
+                store: &mut store,
+                instance,
+            },
+        )
+        .await
+        .map_err(|e| invalid(path, format!("snapshot after init: {e:#}")))
+}
+
+/// The component instrumented by wizer to run `init` and be snapshotted,
+/// compiled. It does not depend on the settings, so it is cached too: loading
+/// the same policy with other settings skips a compile. (Instrumenting is a
+/// linear pass over the bytes and stays inline; compiling does not.)
+async fn instrument<'a>(
+    engine: &Engine,
+    wasm: &'a [u8],
+    path: &Path,
+    cache: Option<&CompiledCache>,
+) -> Result<(ComponentContext<'a>, Component), LoadError> {
+    let (context, instrumented) = wizer()
+        .instrument_component(wasm)
+        .map_err(|e| invalid(path, e))?;
+    let key = CompiledCache::key(engine, EntryKind::Instrumented, wasm, "", 0);
+    let component = match cache.and_then(|cache| cache.get(engine, &key)) {
+        Some(component) => component,
+        None => {
+            let component = compile(engine, instrumented, path).await?;
+            if let Some(cache) = cache {
+                cache.put(&key, &component);
+            }
+            component
+        }
+    };
+    Ok((context, component))
+}
+
+/// Wizer set to run the policy's `init` (and keep it exported: the snapshot
+/// is still a component of the policy world).
+fn wizer() -> Wizer {
+    let mut wizer = Wizer::new();
+    wizer.init_func("init").keep_init_func(true);
+    wizer
+}
+
+/// The `nats:callout` version a component imports when it is not one this
+/// host implements (another minor version, or another major one), read from
+/// the component's own top-level imports.
+fn foreign_world_version(wasm: &[u8]) -> Option<String> {
+    let prefix = format!("{WORLD_PACKAGE}/");
+    let ours = minor_of(WORLD_VERSION);
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.ok()? {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(imports) if depth == 0 => {
+                for import in imports.into_iter().flatten() {
+                    let Some(rest) = import.name.name.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let version = rest.split_once('@').map_or("", |(_, v)| v);
+                    if minor_of(version) != ours {
+                        return Some(if version.is_empty() {
+                            "(no version)".into()
+                        } else {
+                            version.into()
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `major.minor` of a semantic version: what must match for a component
+/// built for one `0.x` version to be compatible with another.
+fn minor_of(version: &str) -> &str {
+    match version.match_indices('.').nth(1) {
+        Some((second_dot, _)) => &version[..second_dot],
+        None => version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_world_version_is_the_one_in_wit() {
+        let declared = format!("package {WORLD_PACKAGE}@{WORLD_VERSION};");
+        assert!(
+            crate::author::componentize::POLICY_WIT
+                .lines()
+                .any(|line| line.trim() == declared),
+            "wit/policy.wit does not declare {declared}"
+        );
+    }
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert_eq!(minor_of("0.1.0"), "0.1");
+        assert_eq!(minor_of("0.1.7"), minor_of(WORLD_VERSION));
+        assert_ne!(minor_of("0.2.0"), minor_of(WORLD_VERSION));
+        assert_eq!(minor_of("1"), "1");
+        assert_eq!(minor_of(""), "");
+    }
+
+    #[test]
+    fn a_core_module_is_not_read_as_a_foreign_world() {
+        // No component imports at all: nothing to refuse here (loading
+        // refuses it later, as not a component).
+        let empty_module = [0, b'a', b's', b'm', 1, 0, 0, 0];
+        assert_eq!(foreign_world_version(&empty_module), None);
+        assert_eq!(foreign_world_version(b"garbage"), None);
+    }
+}

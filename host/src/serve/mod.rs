@@ -1,0 +1,105 @@
+//! Serving: the service's request path on NATS. [`launch`] builds it from a
+//! configuration; [`run`] takes requests from the subscription, answers up to
+//! `max_in_flight` at once through the [`Registry`], and drains on shutdown.
+
+mod binding;
+mod launch;
+mod nats;
+mod registry;
+mod shutdown;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_nats::{Client, Message};
+use futures::StreamExt as _;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub use binding::Binding;
+pub use launch::launch;
+pub use nats::{AUTH_SUBJECT, XKEY_HEADER};
+pub use registry::{Handled, Registry};
+pub use shutdown::shutdown_signal;
+
+use crate::config::Config;
+use crate::protocol::verify::DropReason;
+
+/// Serves requests until `shutdown` completes, then stops taking requests,
+/// finishes those in flight and flushes their replies.
+pub async fn run(
+    config: &Config,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (client, mut requests) = nats::subscribe(config).await?;
+    for binding in registry.bindings() {
+        let policy = binding.decider().policy();
+        tracing::info!(
+            subject = AUTH_SUBJECT,
+            queue_group = %config.nats.queue_group,
+            policy = policy.name(),
+            policy_sha256 = policy.digest(),
+            issuer = binding.issuer(),
+            encryption = registry.verifier().xkey().is_some(),
+            "serving auth callout requests"
+        );
+    }
+    let in_flight = Arc::new(Semaphore::new(config.service.max_in_flight));
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let message = tokio::select! {
+            _ = &mut shutdown => break,
+            message = requests.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        // Reap finished tasks so the set does not grow with traffic.
+        while tasks.try_join_next().is_some() {}
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let (registry, client) = (registry.clone(), client.clone());
+        tasks.spawn(async move {
+            answer(&registry, &client, message).await;
+            drop(permit);
+        });
+    }
+    shutdown::drain(&client, requests, tasks).await;
+    Ok(())
+}
+
+/// Answers one message and logs the decision, or why it was dropped.
+async fn answer(registry: &Registry, client: &Client, message: Message) {
+    let Some(reply_to) = message.reply.clone() else {
+        return log_drop(&DropReason::NoReplySubject);
+    };
+    let header = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(XKEY_HEADER))
+        .map(|v| v.as_str().to_string());
+    // Inline on the worker: a hand-off to a blocking pool cost more CPU than the
+    // whole request (context switches), and a policy call yields every epoch tick.
+    match registry.handle(&message.payload, header.as_deref()).await {
+        Ok(Handled { reply, record }) => {
+            record.log();
+            if let Some(payload) = reply
+                && let Err(error) = client.publish(reply_to, payload.into()).await
+            {
+                tracing::warn!(%error, "cannot publish a reply");
+            }
+        }
+        Err(reason) => log_drop(&reason),
+    }
+}
+
+fn log_drop(reason: &DropReason) {
+    tracing::warn!(
+        reason = reason.text(),
+        kind = reason.kind(),
+        "request dropped"
+    );
+}

@@ -1,0 +1,162 @@
+//! The registry: verifies each request once, then routes it to the binding
+//! of the issuer account it names (`sub`). Each binding sits in a swappable
+//! cell: replacing it (a reload) takes effect for the next request, while
+//! requests in flight finish on the binding they started with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use super::binding::Binding;
+use crate::authz::DecisionRecord;
+use crate::protocol::verify::{DropReason, VerifiedRequest, Verifier};
+use crate::untrusted::Quoted;
+
+/// The bindings one subscription serves, by issuer account.
+pub struct Registry<B = Binding> {
+    verifier: Verifier,
+    bindings: BTreeMap<String, ArcSwap<B>>,
+}
+
+/// A request answered: the response to publish (none for a silent deny) and
+/// the record of the decision.
+pub struct Handled {
+    pub reply: Option<Vec<u8>>,
+    pub record: DecisionRecord,
+}
+
+impl<B> Registry<B> {
+    pub fn new(verifier: Verifier) -> Registry<B> {
+        Registry {
+            verifier,
+            bindings: BTreeMap::new(),
+        }
+    }
+
+    /// Adds the binding for `issuer` (an account public key).
+    pub fn insert(&mut self, issuer: String, binding: B) {
+        self.bindings.insert(issuer, ArcSwap::from_pointee(binding));
+    }
+
+    /// Replaces the binding for `issuer` and returns the one it replaced;
+    /// `None` (and no change) when no binding serves `issuer`.
+    pub fn replace(&self, issuer: &str, binding: B) -> Option<Arc<B>> {
+        let cell = self.bindings.get(issuer)?;
+        Some(cell.swap(Arc::new(binding)))
+    }
+
+    /// The issuer accounts served.
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.bindings.keys().map(String::as_str)
+    }
+
+    /// The current binding of every issuer.
+    pub fn bindings(&self) -> impl Iterator<Item = Arc<B>> + '_ {
+        self.bindings.values().map(ArcSwap::load_full)
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Verifies a message and finds the binding that answers it.
+    pub fn open(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+    ) -> Result<(VerifiedRequest, Arc<B>), DropReason> {
+        let request = self.verifier.open(payload, xkey_header)?;
+        let binding = self.route(&request)?;
+        Ok((request, binding))
+    }
+
+    /// The binding of the issuer the request names.
+    fn route(&self, request: &VerifiedRequest) -> Result<Arc<B>, DropReason> {
+        match self.bindings.get(request.issuer()) {
+            Some(cell) => Ok(cell.load_full()),
+            None => Err(DropReason::UnknownIssuer {
+                requested: Quoted::new(request.issuer()),
+                served: self.issuers().collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+impl Registry<Binding> {
+    /// One message, start to finish: open and verify it, route it, decide,
+    /// sign (and seal) the response.
+    pub async fn handle(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+    ) -> Result<Handled, DropReason> {
+        let started = Instant::now();
+        let (request, binding) = self.open(payload, xkey_header)?;
+        let mut verdict = binding.decide(&request).await;
+        let seal = match (self.verifier.xkey(), &request.server_xkey) {
+            (Some(own), Some(server)) => Some((own, server.as_str())),
+            _ => None,
+        };
+        let reply = binding.respond(&request, &mut verdict, seal);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let record = DecisionRecord::new(request.request(), &verdict, reply.is_none(), micros);
+        Ok(Handled { reply, record })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::claims::ConnectOpts;
+    use crate::testing::{FakeServer, FakeService};
+
+    #[test]
+    fn routes_by_issuer_and_names_the_ones_it_serves() {
+        let service = FakeService::default();
+        let server = FakeServer::default();
+        let mut registry: Registry<&str> = Registry::new(service.verifier(false));
+        registry.insert(service.issuer.clone(), "first");
+        let (payload, _) = server.encode(
+            &service.issuer,
+            server.request(ConnectOpts::default(), false),
+            None,
+        );
+        let (_, binding) = registry.open(&payload, None).unwrap();
+        assert_eq!(*binding, "first");
+
+        let other = nkeys::KeyPair::new_account().public_key();
+        let (payload, _) =
+            server.encode(&other, server.request(ConnectOpts::default(), false), None);
+        let error = registry.open(&payload, None).err().expect("dropped");
+        assert_eq!(error.kind(), "unknown_issuer");
+        assert!(error.to_string().contains(&service.issuer), "{error}");
+    }
+
+    #[test]
+    fn a_replaced_binding_serves_new_requests_while_old_ones_finish_on_theirs() {
+        let service = FakeService::default();
+        let server = FakeServer::default();
+        let mut registry: Registry<String> = Registry::new(service.verifier(false));
+        registry.insert(service.issuer.clone(), "v1".into());
+        let request = || {
+            server
+                .encode(
+                    &service.issuer,
+                    server.request(ConnectOpts::default(), false),
+                    None,
+                )
+                .0
+        };
+        let (_, in_flight) = registry.open(&request(), None).unwrap();
+        let replaced = registry
+            .replace(&service.issuer, "v2".into())
+            .expect("served");
+        assert_eq!(*replaced, "v1");
+        assert_eq!(*in_flight, "v1", "a request in flight keeps its binding");
+        let (_, next) = registry.open(&request(), None).unwrap();
+        assert_eq!(*next, "v2");
+        assert!(registry.replace("ANOBODY", "v3".into()).is_none());
+    }
+}
