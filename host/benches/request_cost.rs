@@ -3,7 +3,6 @@
 //! path, plaintext and encrypted. Uses the example token-table policy (build it
 //! with scripts/build-policies.sh first).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,48 +10,20 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use nkeys::KeyPair;
 use nkeys::XKey;
 
-use nats_callout::authz::{Accounts, Decider, GrantRules, Verdict};
+use nats_callout::authz::Verdict;
 use nats_callout::config::DenyMode;
-use nats_callout::policy::{PolicyLimits, PolicySource, Sandbox, SandboxLimits};
 use nats_callout::protocol::claims::ConnectOpts;
 use nats_callout::protocol::jwt::{FastSigner, Signer};
-use nats_callout::protocol::verify::Verifier;
 use nats_callout::protocol::xkey::SealedBoxes;
-use nats_callout::serve::{Binding, Registry};
-use nats_callout::testing::FakeServer;
-
-const SETTINGS: &str = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"], "subscribe": ["app.>", "_INBOX.>"], "expires_in_secs": 600}}}"#;
+use nats_callout::serve::Registry;
+use nats_callout::testing::{FakeServer, token_table_registry};
 
 /// The service as `serve` builds it, with the token-table policy.
 fn registry(runtime: &tokio::runtime::Runtime, with_xkey: bool) -> Registry {
-    let source = PolicySource {
-        wasm: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/wasm32-wasip2/release/token_table.wasm"),
-        settings_json: SETTINGS.into(),
-        limits: PolicyLimits {
-            timeout: Duration::from_millis(100),
-            memory_bytes: 32 << 20,
-            calls_per_instance: 1,
-            max_idle_instances: 0,
-        },
-    };
-    let sandbox = Sandbox::new(SandboxLimits::for_policies(4, [&source.limits])).expect("sandbox");
-    let rules = GrantRules {
-        accounts: Accounts::Listed(vec!["APP".into()]),
-        default_lifetime_secs: 3600,
-        max_lifetime_secs: 86400,
-    };
-    let decider = runtime
-        .block_on(Decider::load(&sandbox, &source, rules, None))
-        .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
-    let signer = FastSigner::new(&KeyPair::new_account()).expect("signer");
-    let binding = Binding::new(signer, decider, DenyMode::Error);
     let xkey = with_xkey.then(|| {
         Arc::new(SealedBoxes::from_seed(&XKey::new().seed().expect("seed")).expect("xkey"))
     });
-    let mut registry = Registry::new(Verifier::new(xkey, Duration::from_secs(3600)));
-    registry.insert(binding.issuer().to_string(), binding);
-    registry
+    runtime.block_on(token_table_registry(xkey, DenyMode::Error))
 }
 
 fn token_request(server: &FakeServer, registry: &Registry) -> (Vec<u8>, Option<String>) {

@@ -39,46 +39,7 @@ enum Command {
         config: PathBuf,
     },
     /// Evaluate a policy offline and print the decision as JSON.
-    Check {
-        /// The policy component.
-        #[arg(long)]
-        policy: PathBuf,
-        /// The policy's settings, as a JSON file (default `{}`).
-        #[arg(long)]
-        settings: Option<PathBuf>,
-        /// The request: the `nats` object of an authorization request, as JSON.
-        #[arg(long, required_unless_present = "kit")]
-        request: Option<PathBuf>,
-        /// Run a conformance kit instead: a folder of request fixtures with
-        /// their expected decisions (see tests/conformance/README.md).
-        #[arg(long, conflicts_with_all = ["request", "settings", "repeat", "accounts", "default_lifetime_secs", "max_lifetime_secs"])]
-        kit: Option<PathBuf>,
-        /// Accounts the policy may grant (comma-separated); default: any.
-        #[arg(long, value_delimiter = ',')]
-        accounts: Option<Vec<String>>,
-        #[arg(long, default_value_t = 100)]
-        timeout_ms: u64,
-        #[arg(long, default_value_t = 32)]
-        memory_mb: u64,
-        #[arg(long, default_value_t = 3600)]
-        default_lifetime_secs: u64,
-        #[arg(long, default_value_t = 86400)]
-        max_lifetime_secs: u64,
-        /// Calls one instance serves before it is dropped (see `[policy]
-        /// calls_per_instance`).
-        #[arg(long, default_value_t = 1)]
-        calls_per_instance: u32,
-        /// Compiled-policy cache folder. Default as for `serve`.
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        /// Do not use the compiled-policy cache.
-        #[arg(long, conflicts_with = "cache_dir")]
-        no_cache: bool,
-        /// Also call the policy this many more times and report its load
-        /// time and per-call latency.
-        #[arg(long, default_value_t = 0)]
-        repeat: u32,
-    },
+    Check(CheckArgs),
     /// Generate an issuer account seed and an xkey seed, and print the
     /// matching nats-server and nats-callout configuration.
     Keys {
@@ -106,6 +67,49 @@ enum Command {
     Load(nats_callout_loadgen::LoadArgs),
 }
 
+/// Arguments of `nats-callout check`.
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The policy component.
+    #[arg(long)]
+    policy: PathBuf,
+    /// The policy's settings, as a JSON file (default `{}`).
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// The request: the `nats` object of an authorization request, as JSON.
+    #[arg(long, required_unless_present = "kit")]
+    request: Option<PathBuf>,
+    /// Run a conformance kit instead: a folder of request fixtures with
+    /// their expected decisions (see tests/conformance/README.md).
+    #[arg(long, conflicts_with_all = ["request", "settings", "repeat", "accounts", "default_lifetime_secs", "max_lifetime_secs"])]
+    kit: Option<PathBuf>,
+    /// Accounts the policy may grant (comma-separated); default: any.
+    #[arg(long, value_delimiter = ',')]
+    accounts: Option<Vec<String>>,
+    #[arg(long, default_value_t = 100)]
+    timeout_ms: u64,
+    #[arg(long, default_value_t = 32)]
+    memory_mb: u64,
+    #[arg(long, default_value_t = 3600)]
+    default_lifetime_secs: u64,
+    #[arg(long, default_value_t = 86400)]
+    max_lifetime_secs: u64,
+    /// Calls one instance serves before it is dropped (see `[policy]
+    /// calls_per_instance`).
+    #[arg(long, default_value_t = 1)]
+    calls_per_instance: u32,
+    /// Compiled-policy cache folder. Default as for `serve`.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Do not use the compiled-policy cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Also call the policy this many more times and report its load
+    /// time and per-call latency.
+    #[arg(long, default_value_t = 0)]
+    repeat: u32,
+}
+
 fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
@@ -126,64 +130,7 @@ pub fn main() -> anyhow::Result<()> {
     init_logging(&cli.log_format);
     match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::Check {
-            policy,
-            settings,
-            request,
-            kit,
-            accounts,
-            timeout_ms,
-            memory_mb,
-            default_lifetime_secs,
-            max_lifetime_secs,
-            calls_per_instance,
-            cache_dir,
-            no_cache,
-            repeat,
-        } => {
-            let limits = PolicyLimits {
-                timeout: Duration::from_millis(timeout_ms),
-                memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
-                calls_per_instance: calls_per_instance.max(1),
-                max_idle_instances: 1,
-            };
-            let cache = if no_cache {
-                None
-            } else {
-                CompiledCache::configured(cache_dir.as_deref())
-            };
-            let runtime = tokio::runtime::Runtime::new()?;
-            if let Some(kit) = kit {
-                return run_kit(&runtime, &policy, &kit, limits, cache.as_ref());
-            }
-            let Some(request) = request else {
-                anyhow::bail!("--request or --kit is required");
-            };
-            let settings_json = match settings {
-                Some(path) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read settings {}", path.display()))?,
-                None => "{}".into(),
-            };
-            let request_json = std::fs::read_to_string(&request)
-                .with_context(|| format!("cannot read request {}", request.display()))?;
-            let report = runtime.block_on(check::run(check::CheckInput {
-                source: PolicySource {
-                    wasm: policy,
-                    settings_json,
-                    limits,
-                },
-                request_json,
-                rules: GrantRules {
-                    accounts: accounts.map_or(Accounts::Any, Accounts::Listed),
-                    default_lifetime_secs,
-                    max_lifetime_secs,
-                },
-                cache,
-                repeat,
-            }))?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
-        }
+        Command::Check(args) => check(args),
         Command::Keys {
             out,
             account,
@@ -202,6 +149,52 @@ pub fn main() -> anyhow::Result<()> {
             runtime.block_on(nats_callout_loadgen::run(args))
         }
     }
+}
+
+/// `check`: one request, or with `--kit` a whole conformance kit.
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let limits = PolicyLimits {
+        timeout: Duration::from_millis(args.timeout_ms),
+        memory_bytes: usize::try_from(args.memory_mb << 20).unwrap_or(usize::MAX),
+        calls_per_instance: args.calls_per_instance.max(1),
+        max_idle_instances: 1,
+    };
+    let cache = if args.no_cache {
+        None
+    } else {
+        CompiledCache::configured(args.cache_dir.as_deref())
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(kit) = &args.kit {
+        return run_kit(&runtime, &args.policy, kit, limits, cache.as_ref());
+    }
+    let Some(request) = &args.request else {
+        anyhow::bail!("--request or --kit is required");
+    };
+    let settings_json = match &args.settings {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read settings {}", path.display()))?,
+        None => "{}".into(),
+    };
+    let request_json = std::fs::read_to_string(request)
+        .with_context(|| format!("cannot read request {}", request.display()))?;
+    let report = runtime.block_on(check::run(check::CheckInput {
+        source: PolicySource {
+            wasm: args.policy,
+            settings_json,
+            limits,
+        },
+        request_json,
+        rules: GrantRules {
+            accounts: args.accounts.map_or(Accounts::Any, Accounts::Listed),
+            default_lifetime_secs: args.default_lifetime_secs,
+            max_lifetime_secs: args.max_lifetime_secs,
+        },
+        cache,
+        repeat: args.repeat,
+    }))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 /// `check --kit`: runs a conformance kit and prints one line per case.

@@ -242,7 +242,19 @@ impl Config {
         }
     }
 
+    /// Checks what parsing cannot: each table's values and how they fit.
     fn validate(&self) -> Result<(), String> {
+        self.validate_nats()?;
+        if self.issuer.seed_file.is_none() && std::env::var_os(ENV_ISSUER_SEED).is_none() {
+            return Err(format!(
+                "[issuer] seed_file is missing (or set the environment variable {ENV_ISSUER_SEED})"
+            ));
+        }
+        self.validate_policy()?;
+        self.validate_service()
+    }
+
+    fn validate_nats(&self) -> Result<(), String> {
         if self.nats.servers.is_empty() {
             return Err("[nats] servers is empty: name at least one server URL".into());
         }
@@ -258,11 +270,10 @@ impl Config {
         if self.nats.password.is_some() && self.nats.user.is_none() {
             return Err("[nats] password is set without user".into());
         }
-        if self.issuer.seed_file.is_none() && std::env::var_os(ENV_ISSUER_SEED).is_none() {
-            return Err(format!(
-                "[issuer] seed_file is missing (or set the environment variable {ENV_ISSUER_SEED})"
-            ));
-        }
+        Ok(())
+    }
+
+    fn validate_policy(&self) -> Result<(), String> {
         let policy = &self.policy;
         if policy.accounts.is_empty() {
             return Err(
@@ -308,6 +319,10 @@ impl Config {
                 policy.default_lifetime_secs, policy.max_lifetime_secs
             ));
         }
+        Ok(())
+    }
+
+    fn validate_service(&self) -> Result<(), String> {
         if self.service.max_in_flight == 0 || self.service.max_in_flight > 4096 {
             return Err(format!(
                 "[service] max_in_flight = {} is outside 1..=4096",
@@ -519,6 +534,32 @@ tokens = { s3cr3t = { account = "APP" } }
             .unwrap_err()
             .to_string();
         assert!(err.contains("calls_per_instance = 0"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_their_file_or_the_configuration_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/issuer.seed"), "SAFAKE\n").unwrap();
+        let config = Config::load(&write(dir.path(), GOOD)).unwrap();
+        assert_eq!(
+            config.secret(Secret::IssuerSeed).unwrap().as_deref(),
+            Some("SAFAKE")
+        );
+        assert_eq!(
+            config.secret(Secret::NatsPassword).unwrap().as_deref(),
+            Some("pwd")
+        );
+        assert_eq!(config.secret(Secret::NatsToken).unwrap(), None);
+        assert_eq!(config.secret(Secret::XkeySeed).unwrap(), None);
+
+        let mut missing = config.clone();
+        missing.issuer.xkey_seed_file = Some(dir.path().join("keys/nope.seed"));
+        let error = missing.secret(Secret::XkeySeed).unwrap_err().to_string();
+        assert!(
+            error.contains("[issuer] xkey_seed_file") && error.contains("nope.seed"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -10,14 +10,58 @@ use std::time::Duration;
 use nkeys::KeyPair;
 use nkeys::XKey;
 
+use crate::authz::{Accounts, Decider, GrantRules};
+use crate::config::DenyMode;
+use crate::policy::{PolicyLimits, PolicySource, Sandbox, SandboxLimits};
 use crate::protocol::claims::{
     AuthorizationRequest, AuthorizationResponse, ClientInfo, ConnectOpts, REQUEST_AUDIENCE,
     ServerId,
 };
+use crate::protocol::jwt::FastSigner;
 use crate::protocol::jwt::{self, Claims};
 use crate::protocol::verify::{DropReason, VerifiedRequest, Verifier, unix_now};
 use crate::protocol::xkey::SealedBoxes;
-use crate::serve::Registry;
+use crate::serve::{Binding, Registry};
+
+/// The example token-table policy, built by `scripts/build-policies.sh`.
+pub const TOKEN_TABLE_WASM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../target/wasm32-wasip2/release/token_table.wasm"
+);
+
+/// Its settings: the token `s3cr3t` admits into `APP` for 600 s.
+pub const TOKEN_TABLE_SETTINGS: &str = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["app.>"], "subscribe": ["app.>", "_INBOX.>"], "expires_in_secs": 600}}}"#;
+
+/// The service as `serve` builds it, with the token-table policy allowed to
+/// place users into `APP`, under a new issuer key; sealing with `xkey` when
+/// given. Panics with a hint when the policy is not built.
+pub async fn token_table_registry(xkey: Option<Arc<SealedBoxes>>, deny: DenyMode) -> Registry {
+    let source = PolicySource {
+        wasm: TOKEN_TABLE_WASM.into(),
+        settings_json: TOKEN_TABLE_SETTINGS.into(),
+        limits: PolicyLimits {
+            timeout: Duration::from_millis(100),
+            memory_bytes: 32 << 20,
+            calls_per_instance: 1,
+            max_idle_instances: 0,
+        },
+    };
+    let sandbox =
+        Sandbox::new(SandboxLimits::for_policies(4, [&source.limits])).expect("a sandbox");
+    let rules = GrantRules {
+        accounts: Accounts::Listed(vec!["APP".into()]),
+        default_lifetime_secs: 3600,
+        max_lifetime_secs: 86400,
+    };
+    let decider = Decider::load(&sandbox, &source, rules, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
+    let signer = FastSigner::new(&KeyPair::new_account()).expect("a signer");
+    let binding = Binding::new(signer, decider, deny);
+    let mut registry = Registry::new(Verifier::new(xkey, Duration::from_secs(3600)));
+    registry.insert(binding.issuer().to_string(), binding);
+    registry
+}
 
 /// The service's side, as the registry holds it: its issuer account and its
 /// curve key.

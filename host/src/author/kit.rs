@@ -31,7 +31,7 @@ use super::check::parse_request;
 use crate::authz::{Accounts, Decider, GrantRules, Verdict};
 use crate::policy::cache::CompiledCache;
 use crate::policy::request::to_policy_request;
-use crate::policy::wit::{AuthRequest, Decision};
+use crate::policy::wit::{AuthRequest, Decision, Grant};
 use crate::policy::{CallError, LoadError, PolicyLimits, PolicySource, Sandbox};
 use crate::untrusted::printable;
 
@@ -108,36 +108,15 @@ pub async fn run(
     } else {
         "{}".to_string()
     };
-    let mut results = Vec::new();
     let decider = Decider::load(sandbox, &source(settings), kit_rules(), cache).await?;
+    let mut results = Vec::new();
     for (file, text) in read_folder(&kit.join("cases"))? {
         let case: Case = serde_json::from_str(&text)
             .with_context(|| format!("{file} is not a conformance case"))?;
-        let failure = match parse_request(&case.request.to_string()) {
-            Err(error) => Some(format!("bad fixture: {error:#}")),
-            Ok(request) => {
-                let policy_request = to_policy_request(&request, KIT_ISSUER);
-                let answer = decider.ask(&policy_request).await;
-                compare(&policy_request, answer.clone(), &case.expect).or_else(|| {
-                    // The policy answered as expected: would `serve` sign its grant?
-                    match decider.judge(answer, &request) {
-                        Verdict::Deny(reason)
-                            if case.expect.decision.as_deref() == Some("allow") =>
-                        {
-                            Some(format!(
-                                "the policy allowed, but the host denies its grant: {}",
-                                reason.text()
-                            ))
-                        }
-                        _ => None,
-                    }
-                })
-            }
-        };
         results.push(CaseResult {
+            failure: run_case(&decider, &case).await,
             file,
             description: case.description,
-            failure,
         });
     }
     for (file, text) in read_folder(&kit.join("refused"))? {
@@ -150,26 +129,46 @@ pub async fn run(
             cache,
         )
         .await;
-        let failure = match loaded {
-            Ok(_) => Some("the policy accepted the settings".to_string()),
-            Err(LoadError::SettingsRefused { reason, .. })
-                if reason.contains(&refusal.error_contains) =>
-            {
-                None
-            }
-            Err(LoadError::SettingsRefused { reason, .. }) => Some(format!(
-                "refused with {reason:?}, which does not contain {:?}",
-                refusal.error_contains
-            )),
-            Err(other) => Some(format!("failed to load instead of refusing: {other}")),
-        };
         results.push(CaseResult {
+            failure: refusal_failure(loaded.err(), &refusal.error_contains),
             file,
             description: refusal.description,
-            failure,
         });
     }
     Ok(results)
+}
+
+/// What went wrong in one case, if anything: the policy's own answer must be
+/// the expected one, and an allow must be a grant `serve` would sign.
+async fn run_case(decider: &Decider, case: &Case) -> Option<String> {
+    let request = match parse_request(&case.request.to_string()) {
+        Ok(request) => request,
+        Err(error) => return Some(format!("bad fixture: {error:#}")),
+    };
+    let policy_request = to_policy_request(&request, KIT_ISSUER);
+    let answer = decider.ask(&policy_request).await;
+    if let Some(failure) = compare(&policy_request, answer.clone(), &case.expect) {
+        return Some(failure);
+    }
+    match decider.judge(answer, &request) {
+        Verdict::Deny(reason) if case.expect.decision.as_deref() == Some("allow") => Some(format!(
+            "the policy allowed, but the host denies its grant: {}",
+            reason.text()
+        )),
+        _ => None,
+    }
+}
+
+/// What went wrong in a settings-refusal case, given how loading failed.
+fn refusal_failure(error: Option<LoadError>, wanted: &str) -> Option<String> {
+    match error {
+        None => Some("the policy accepted the settings".to_string()),
+        Some(LoadError::SettingsRefused { reason, .. }) if reason.contains(wanted) => None,
+        Some(LoadError::SettingsRefused { reason, .. }) => Some(format!(
+            "refused with {reason:?}, which does not contain {wanted:?}"
+        )),
+        Some(other) => Some(format!("failed to load instead of refusing: {other}")),
+    }
 }
 
 /// The `.json` files of a folder, sorted by name; none if it does not exist.
@@ -235,39 +234,7 @@ fn compare(
             }
             _ => None,
         },
-        (Some("allow"), Decision::Allow(grant)) => {
-            let checks: [(&str, Option<Value>, Value); 5] = [
-                (
-                    "account",
-                    expect.account.clone().map(Value::from),
-                    json!(grant.account),
-                ),
-                (
-                    "name",
-                    expect.name.clone().map(Value::from),
-                    json!(grant.name),
-                ),
-                (
-                    "publish",
-                    expect.publish.clone().map(Value::from),
-                    json!(grant.publish.allow),
-                ),
-                (
-                    "subscribe",
-                    expect.subscribe.clone().map(Value::from),
-                    json!(grant.subscribe.allow),
-                ),
-                (
-                    "expires_in_secs",
-                    expect.expires_in_secs.map(Value::from),
-                    json!(grant.expires_in_secs),
-                ),
-            ];
-            checks.into_iter().find_map(|(field, wanted, got)| {
-                let wanted = wanted?;
-                (wanted != got).then(|| format!("allowed with {field} = {got}, expected {wanted}"))
-            })
-        }
+        (Some("allow"), Decision::Allow(grant)) => compare_grant(&grant, expect),
         (Some("allow"), Decision::Deny(reason)) => {
             Some(format!("denied with {reason:?}, expected allow"))
         }
@@ -278,6 +245,41 @@ fn compare(
             "bad fixture: expect.decision is {other:?}, not \"allow\" or \"deny\""
         )),
     }
+}
+
+/// The first field of an allowed grant that differs from the expectation.
+fn compare_grant(grant: &Grant, expect: &Expectation) -> Option<String> {
+    let checks: [(&str, Option<Value>, Value); 5] = [
+        (
+            "account",
+            expect.account.clone().map(Value::from),
+            json!(grant.account),
+        ),
+        (
+            "name",
+            expect.name.clone().map(Value::from),
+            json!(grant.name),
+        ),
+        (
+            "publish",
+            expect.publish.clone().map(Value::from),
+            json!(grant.publish.allow),
+        ),
+        (
+            "subscribe",
+            expect.subscribe.clone().map(Value::from),
+            json!(grant.subscribe.allow),
+        ),
+        (
+            "expires_in_secs",
+            expect.expires_in_secs.map(Value::from),
+            json!(grant.expires_in_secs),
+        ),
+    ];
+    checks.into_iter().find_map(|(field, wanted, got)| {
+        let wanted = wanted?;
+        (wanted != got).then(|| format!("allowed with {field} = {got}, expected {wanted}"))
+    })
 }
 
 /// Names the first place where two JSON values differ.

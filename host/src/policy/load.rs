@@ -80,26 +80,7 @@ impl LoadedPolicy {
             });
         }
         let limits = source.limits;
-        let engine = sandbox.engine();
-        let key = CompiledCache::key(
-            engine,
-            EntryKind::Snapshot,
-            &wasm,
-            &source.settings_json,
-            limits.memory_bytes,
-        );
-        let cached = cache.and_then(|cache| cache.get(engine, &key));
-        let from_cache = cached.is_some();
-        let component = match cached {
-            Some(component) => component,
-            None => {
-                let snapshot = initialize(sandbox, &wasm, source, &name, cache).await?;
-                compile(engine, snapshot, path).await?
-            }
-        };
-        if let (Some(cache), false) = (cache, from_cache) {
-            cache.put(&key, &component);
-        }
+        let (component, from_cache) = snapshot(sandbox, &wasm, source, &name, cache).await?;
         let pre = sandbox
             .linker()
             .instantiate_pre(&component)
@@ -130,6 +111,34 @@ impl LoadedPolicy {
             from_cache,
         })
     }
+}
+
+/// The compiled snapshot of the policy initialized with its settings, from
+/// the cache or made now; and whether it came from the cache.
+async fn snapshot(
+    sandbox: &Sandbox,
+    wasm: &[u8],
+    source: &PolicySource,
+    name: &Arc<str>,
+    cache: Option<&CompiledCache>,
+) -> Result<(Component, bool), LoadError> {
+    let engine = sandbox.engine();
+    let key = CompiledCache::key(
+        engine,
+        EntryKind::Snapshot,
+        wasm,
+        &source.settings_json,
+        source.limits.memory_bytes,
+    );
+    if let Some(component) = cache.and_then(|cache| cache.get(engine, &key)) {
+        return Ok((component, true));
+    }
+    let snapshot = initialize(sandbox, wasm, source, name, cache).await?;
+    let component = compile(engine, snapshot, &source.wasm).await?;
+    if let Some(cache) = cache {
+        cache.put(&key, &component);
+    }
+    Ok((component, false))
 }
 
 /// The policy at `path` is not a component of the policy world.

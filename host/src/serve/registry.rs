@@ -109,8 +109,115 @@ impl Registry<Binding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::claims::ConnectOpts;
-    use crate::testing::{FakeServer, FakeService};
+    use crate::config::DenyMode;
+    use crate::protocol::claims::{AuthorizationResponse, ConnectOpts, User};
+    use crate::protocol::jwt::{self, Claims};
+    use crate::protocol::xkey::SealedBoxes;
+    use crate::testing::{FakeServer, FakeService, token_table_registry};
+    use nkeys::XKey;
+
+    fn token(token: &str) -> ConnectOpts {
+        ConnectOpts {
+            auth_token: Some(token.into()),
+            ..ConnectOpts::default()
+        }
+    }
+
+    /// A request from a client with `opts`, for the registry's issuer.
+    fn message(
+        server: &FakeServer,
+        registry: &Registry,
+        opts: ConnectOpts,
+        sealed_to: Option<&XKey>,
+    ) -> (Vec<u8>, Option<String>) {
+        let issuer = registry.issuers().next().expect("a binding");
+        server.encode(issuer, server.request(opts, sealed_to.is_some()), sealed_to)
+    }
+
+    fn response(
+        server: &FakeServer,
+        handled: &Handled,
+        sealed_by: Option<&XKey>,
+    ) -> AuthorizationResponse {
+        let reply = handled.reply.as_deref().expect("a reply");
+        server
+            .open_response(reply, sealed_by)
+            .expect("a response")
+            .nats
+    }
+
+    #[tokio::test]
+    async fn handles_allows_and_denies_with_typed_reasons() {
+        let registry = token_table_registry(None, DenyMode::Error).await;
+        let server = FakeServer::default();
+
+        let (payload, _) = message(&server, &registry, token("s3cr3t"), None);
+        let allowed = registry.handle(&payload, None).await.expect("answered");
+        assert!(allowed.record.allowed() && allowed.record.deny.is_none());
+        let user_jwt = response(&server, &allowed, None).jwt.expect("a user JWT");
+        let user: Claims<User> = jwt::decode(&user_jwt).expect("a signed user JWT");
+        assert_eq!(user.aud.as_deref(), Some("APP"));
+        assert_eq!(user.iss, registry.issuers().next().unwrap());
+        assert_eq!(user.nats.publish.allow, ["app.>"]);
+
+        let (payload, _) = message(&server, &registry, token("guess"), None);
+        let denied = registry.handle(&payload, None).await.expect("answered");
+        let reason = denied.record.deny.clone().expect("denied");
+        assert_eq!(reason.class(), ("policy", "denied"));
+        assert_eq!(reason.text(), "policy denied: unknown token");
+        assert_eq!(
+            response(&server, &denied, None).error.as_deref(),
+            Some("policy denied: unknown token")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_deny_has_no_reply_but_a_record() {
+        let registry = token_table_registry(None, DenyMode::Silent).await;
+        let server = FakeServer::default();
+        let (payload, _) = message(&server, &registry, token("guess"), None);
+        let handled = registry.handle(&payload, None).await.expect("answered");
+        assert!(handled.reply.is_none());
+        assert!(handled.record.silent && !handled.record.allowed());
+    }
+
+    #[tokio::test]
+    async fn with_an_xkey_replies_are_sealed_and_plaintext_is_refused() {
+        let own = XKey::new();
+        let boxes = SealedBoxes::from_seed(&own.seed().unwrap()).unwrap();
+        let registry = token_table_registry(Some(Arc::new(boxes)), DenyMode::Error).await;
+        let server = FakeServer::default();
+        let own_public = XKey::from_public_key(&own.public_key()).unwrap();
+
+        let (payload, header) = message(&server, &registry, token("s3cr3t"), Some(&own_public));
+        let handled = registry
+            .handle(&payload, header.as_deref())
+            .await
+            .expect("answered");
+        assert!(
+            !handled.reply.as_deref().unwrap().starts_with(b"eyJ"),
+            "sealed"
+        );
+        assert!(response(&server, &handled, Some(&own_public)).jwt.is_some());
+
+        let (plain, _) = message(&server, &registry, token("s3cr3t"), None);
+        let refused = registry.handle(&plain, None).await.expect("answered");
+        assert_eq!(
+            refused.record.deny.expect("denied").class(),
+            ("request", "not_encrypted")
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_is_dropped_for_a_reason() {
+        let registry = token_table_registry(None, DenyMode::Error).await;
+        let dropped = registry
+            .handle(b"eyJnot a jwt", None)
+            .await
+            .err()
+            .expect("dropped");
+        assert_eq!(dropped.kind(), "malformed");
+    }
 
     #[test]
     fn routes_by_issuer_and_names_the_ones_it_serves() {
