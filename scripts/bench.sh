@@ -9,14 +9,15 @@
 # Usage: scripts/bench.sh [CONNECTIONS] [CONCURRENCY]
 # Environment: POLICY=<component> runs the storm with another token-table (such
 # as target/policies/token_table_py.wasm) and CALLS_PER_INSTANCE=<n> sets its
-# reuse; SKIP_CRITERION=<file> reuses criterion output instead of measuring.
+# reuse; SKIP_CRITERION=<file> reuses criterion output instead of measuring;
+# NATS_CALLOUT_BIN=<binary> runs the storm with another build (a before/after pair).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${1:-3000}
 CONCURRENCY=${2:-256}
 
 eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
-bin=target/release/nats-callout
+bin=${NATS_CALLOUT_BIN:-target/release/nats-callout} # another build to compare with
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

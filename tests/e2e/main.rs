@@ -618,6 +618,10 @@ fn check_evaluates_a_policy_offline() {
             .unwrap()
             .contains("not in [policy] accounts")
     );
+    assert_eq!(
+        (&outside["reason_class"], &outside["reason_kind"]),
+        (&serde_json::json!("rule"), &serde_json::json!("account"))
+    );
 
     let guess = report(check(
         settings,
@@ -625,6 +629,7 @@ fn check_evaluates_a_policy_offline() {
         "",
     ));
     assert_eq!(guess["reason"], "policy denied: unknown token");
+    assert_eq!(guess["reason_class"], "policy");
 
     // Refused settings fail the command with the policy's message.
     let refused = check("{}", token, "");
@@ -633,6 +638,43 @@ fn check_evaluates_a_policy_offline() {
         String::from_utf8_lossy(&refused.stderr)
             .contains("refused its settings: invalid settings: no `tokens`")
     );
+}
+
+/// `check --kit` holds an allowed case to the host's rules: a grant the
+/// policy makes but `serve` would deny fails the case, with the host's reason.
+#[test]
+fn the_kit_fails_an_allow_the_host_would_deny() {
+    let kit = tempfile::tempdir().unwrap();
+    std::fs::create_dir(kit.path().join("cases")).unwrap();
+    std::fs::write(kit.path().join("settings.json"), r#"{"account": "APP"}"#).unwrap();
+    let case = |file: &str, user: &str| {
+        let case = serde_json::json!({
+            "description": format!("user {user}"),
+            "request": {"connect_opts": {"user": user}},
+            "expect": {"decision": "allow"},
+        });
+        std::fs::write(kit.path().join("cases").join(file), case.to_string()).unwrap();
+    };
+    case("1-good.json", "alice");
+    case("2-bad-subject.json", "bad-subject");
+    let policy = harness::policy_wasm("hostile-policy");
+    let output = run_cli(&[
+        "check",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--kit",
+        kit.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("ok    1-good.json"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "FAIL  2-bad-subject.json — user bad-subject: the policy allowed, but the host denies its grant: policy granted a malformed publish subject"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 cases, 1 passed, 1 failed"), "{stdout}");
 }
 
 #[test]

@@ -12,8 +12,7 @@ use std::path::Path;
 use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
 use wit_parser::Resolve;
 
-/// The WIT every policy implements, as the host was built with.
-pub const POLICY_WIT: &str = include_str!("../../../wit/policy.wit");
+use crate::policy::wit::POLICY_WIT;
 
 /// Why a module could not be turned into a policy component.
 #[derive(Debug, thiserror::Error)]

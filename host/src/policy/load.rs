@@ -304,7 +304,7 @@ mod tests {
     fn the_world_version_is_the_one_in_wit() {
         let declared = format!("package {WORLD_PACKAGE}@{WORLD_VERSION};");
         assert!(
-            crate::author::componentize::POLICY_WIT
+            crate::policy::wit::POLICY_WIT
                 .lines()
                 .any(|line| line.trim() == declared),
             "wit/policy.wit does not declare {declared}"

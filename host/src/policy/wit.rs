@@ -1,5 +1,9 @@
 //! Host-side bindings generated from `wit/policy.wit`.
 
+/// The WIT every policy implements, as the host was built with (embedded by
+/// `componentize`, and the source of the world version the host accepts).
+pub const POLICY_WIT: &str = include_str!("../../../wit/policy.wit");
+
 wasmtime::component::bindgen!({
     world: "policy",
     path: "../wit",
