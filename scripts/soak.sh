@@ -28,7 +28,7 @@
 #   SOAK_KILL_SIGNAL=<sig> how nats-server is stopped for a restart (default KILL)
 #   NATS_SERVER_BIN=<path> use this nats-server and skip scripts/setup.sh
 #   RUST_LOG=<filter>      the service's log filter (default info,async_nats=warn; the
-#                          decision lines of nats_callout::authz::decision must stay at info)
+#                          decision lines of nats_callout::decision must stay at info)
 # Logs, samples and the summary stay in a temporary folder, printed at start and end.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,8 +1,8 @@
 //! The configuration file (`callout.toml`): parsing, path resolution and
 //! environment overrides for secrets. Every error names the key or the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -46,6 +46,27 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub service: ServiceConfig,
+    /// Operator mode: the accounts a policy may place users into, by the
+    /// names the policy uses. Absent in config mode.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountConfig>,
+}
+
+/// `[accounts.NAME]` (operator mode): the account a policy's name stands
+/// for, and the key its users' JWTs are signed with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The account's public key (`A...`).
+    pub public_key: String,
+    /// The file holding the seed (`SA...`) of the account's identity key or
+    /// of one of its signing keys (an `.nk` file from `nsc`).
+    pub signing_key_file: PathBuf,
+    /// The signing key is scoped (`nsc edit signing-key --role`): its
+    /// template decides the permissions and limits of the users it signs, and
+    /// the host drops those the policy granted.
+    #[serde(default)]
+    pub scoped: bool,
 }
 
 /// `[nats]`: how the service connects to NATS.
@@ -75,6 +96,14 @@ pub struct IssuerConfig {
     pub seed_file: Option<PathBuf>,
     /// File holding the xkey seed (`SX...`), when the server encrypts requests.
     pub xkey_seed_file: Option<PathBuf>,
+    /// Operator mode: the auth account's public key, when `seed_file` holds
+    /// one of its signing keys rather than its identity key.
+    pub account: Option<String>,
+    /// Operator mode: the auth account's `allowed_accounts` (public keys, or
+    /// `"*"`), as `nsc edit authcallout --allowed-account` set them. When
+    /// set, every `[accounts]` entry other than the auth account itself must
+    /// be allowed, or the service refuses to start.
+    pub allowed_accounts: Option<Vec<String>>,
 }
 
 /// What the service does with a denied request.
@@ -240,6 +269,9 @@ impl Config {
         {
             resolve(p);
         }
+        for account in self.accounts.values_mut() {
+            resolve(&mut account.signing_key_file);
+        }
     }
 
     /// Checks what parsing cannot: each table's values and how they fit.
@@ -251,7 +283,61 @@ impl Config {
             ));
         }
         self.validate_policy()?;
+        self.validate_accounts()?;
         self.validate_service()
+    }
+
+    /// Operator mode is on when `[accounts]` maps the policy's account names
+    /// to account keys.
+    pub fn operator_mode(&self) -> bool {
+        !self.accounts.is_empty()
+    }
+
+    fn validate_accounts(&self) -> Result<(), String> {
+        if !self.operator_mode() {
+            if self.issuer.account.is_some() || self.issuer.allowed_accounts.is_some() {
+                return Err("[issuer] account and allowed_accounts are for operator mode: add an [accounts.NAME] table for each account the policy places users into".into());
+            }
+            return Ok(());
+        }
+        if let Some(missing) = self
+            .policy
+            .accounts
+            .iter()
+            .find(|name| !self.accounts.contains_key(*name))
+        {
+            return Err(format!(
+                "[policy] accounts names {missing:?}, which has no [accounts.{missing}] table: in operator mode every account needs its public_key and signing_key_file"
+            ));
+        }
+        let keys = self
+            .accounts
+            .iter()
+            .map(|(name, account)| (format!("[accounts.{name}] public_key"), &account.public_key));
+        for (what, key) in keys.chain(
+            self.issuer
+                .account
+                .iter()
+                .map(|key| ("[issuer] account".to_string(), key)),
+        ) {
+            if !is_account_key(key) {
+                return Err(format!(
+                    "{what} = {key:?} is not an account public key (A...)"
+                ));
+            }
+        }
+        if let Some(bad) = self
+            .issuer
+            .allowed_accounts
+            .iter()
+            .flatten()
+            .find(|key| *key != "*" && !is_account_key(key))
+        {
+            return Err(format!(
+                "[issuer] allowed_accounts has {bad:?}, which is neither an account public key nor \"*\""
+            ));
+        }
+        Ok(())
     }
 
     fn validate_nats(&self) -> Result<(), String> {
@@ -388,22 +474,30 @@ impl Config {
     }
 }
 
+/// Whether `key` is an account public key (`A...`).
+fn is_account_key(key: &str) -> bool {
+    nkeys::from_public_key(key)
+        .is_ok_and(|(prefix, _)| nkeys::KeyPairType::from(prefix) == nkeys::KeyPairType::Account)
+}
+
 /// A secret the service needs. Each comes from an environment variable when
 /// set (for containers), else from a file or the configuration itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Secret {
+pub enum Secret<'a> {
     IssuerSeed,
     XkeySeed,
     NatsPassword,
     NatsToken,
     NatsNkeySeed,
+    /// `[accounts.NAME] signing_key_file`.
+    AccountSigningKey(&'a str),
 }
 
 impl Config {
-    /// Resolves a secret: its environment variable, else its file, else the
-    /// value written in the configuration; `None` when none is set. Errors
-    /// name the variable or the file, never the secret.
-    pub fn secret(&self, which: Secret) -> Result<Option<String>, ConfigError> {
+    /// Resolves a secret: its environment variable (for those that have
+    /// one), else its file, else the value written in the configuration;
+    /// `None` when none is set. Errors name the file, never the secret.
+    pub fn secret(&self, which: Secret<'_>) -> Result<Option<String>, ConfigError> {
         let (env, file, inline, what) = match which {
             Secret::IssuerSeed => (
                 Some(ENV_ISSUER_SEED),
@@ -434,6 +528,14 @@ impl Config {
                 self.nats.nkey_seed_file.as_deref(),
                 None,
                 "[nats] nkey_seed_file",
+            ),
+            Secret::AccountSigningKey(name) => (
+                None,
+                self.accounts
+                    .get(name)
+                    .map(|account| account.signing_key_file.as_path()),
+                None,
+                "an [accounts] signing_key_file",
             ),
         };
         if let Some(value) = env.and_then(|name| std::env::var(name).ok()) {
@@ -560,6 +662,64 @@ tokens = { s3cr3t = { account = "APP" } }
             error.contains("[issuer] xkey_seed_file") && error.contains("nope.seed"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn operator_mode_needs_every_account_mapped_to_real_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = nkeys::KeyPair::new_account().public_key();
+        let mapped = format!(
+            "{GOOD}\n[accounts.APP]\npublic_key = \"{app}\"\nsigning_key_file = \"app.nk\"\n"
+        );
+        let config = Config::load(&write(dir.path(), &mapped)).unwrap();
+        assert!(config.operator_mode());
+        assert_eq!(
+            config.accounts["APP"].signing_key_file,
+            dir.path().join("app.nk")
+        );
+        assert!(!config.accounts["APP"].scoped);
+
+        let unmapped = mapped.replace("[accounts.APP]", "[accounts.OTHER]");
+        let error = Config::load(&write(dir.path(), &unmapped))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[policy] accounts names \"APP\", which has no [accounts.APP] table"),
+            "{error}"
+        );
+
+        let user_key = nkeys::KeyPair::new_user().public_key();
+        let not_an_account = mapped.replace(&app, &user_key);
+        let error = Config::load(&write(dir.path(), &not_an_account))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[accounts.APP] public_key")
+                && error.contains("not an account public key"),
+            "{error}"
+        );
+
+        let bad_allowed = mapped.replace(
+            "seed_file = \"keys/issuer.seed\"",
+            "seed_file = \"keys/issuer.seed\"\nallowed_accounts = [\"APP\"]",
+        );
+        let error = Config::load(&write(dir.path(), &bad_allowed))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("allowed_accounts has \"APP\""), "{error}");
+    }
+
+    #[test]
+    fn operator_mode_keys_in_config_mode_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let stray = GOOD.replace(
+            "seed_file = \"keys/issuer.seed\"",
+            "seed_file = \"keys/issuer.seed\"\nallowed_accounts = [\"*\"]",
+        );
+        let error = Config::load(&write(dir.path(), &stray))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("are for operator mode"), "{error}");
     }
 
     #[test]

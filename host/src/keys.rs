@@ -1,6 +1,7 @@
 //! Keys: reading the issuer and xkey seeds the service signs and decrypts
 //! with, and generating them (`nats-callout keys`).
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -8,19 +9,28 @@ use anyhow::{Context as _, bail};
 use nkeys::{KeyPair, KeyPairType, XKey};
 
 use crate::config::{Config, ENV_ISSUER_SEED, ENV_XKEY_SEED, Secret};
+use crate::protocol::jwt::FastSigner;
+use crate::protocol::mint::{AccountKey, Placement};
 use crate::protocol::xkey::SealedBoxes;
 
-/// The issuer account key pair and the optional curve key pair from `[issuer]`.
-pub fn load_issuer(config: &Config) -> anyhow::Result<(KeyPair, Option<SealedBoxes>)> {
+/// The key that signs responses (the callout issuer, or in operator mode
+/// the auth account's identity or signing key) and the optional curve key
+/// pair, from `[issuer]`.
+pub fn load_issuer(config: &Config) -> anyhow::Result<(AccountKey, Option<SealedBoxes>)> {
     let seed = config
         .secret(Secret::IssuerSeed)?
         .context("[issuer] seed_file is missing")?;
-    let issuer = KeyPair::from_seed(&seed).map_err(|_| {
-        anyhow::anyhow!("[issuer] seed_file (or {ENV_ISSUER_SEED}) does not hold an nkey seed")
-    })?;
-    if issuer.key_pair_type() != KeyPairType::Account {
-        bail!("[issuer] seed is not an account seed (it must start with SA)");
-    }
+    let key = account_seed(&seed, &format!("[issuer] seed_file (or {ENV_ISSUER_SEED})"))?;
+    let account = config
+        .issuer
+        .account
+        .clone()
+        .unwrap_or_else(|| key.public_key());
+    let issuer = AccountKey {
+        account,
+        key: FastSigner::new(&key)?,
+        scoped: false,
+    };
     let xkey = config
         .secret(Secret::XkeySeed)?
         .map(|seed| {
@@ -32,6 +42,59 @@ pub fn load_issuer(config: &Config) -> anyhow::Result<(KeyPair, Option<SealedBox
         })
         .transpose()?;
     Ok((issuer, xkey))
+}
+
+/// Where users go: by name in config mode; in operator mode by the
+/// `[accounts]` table, each account with the key its users are signed with.
+/// Refuses an account the auth account's `allowed_accounts` does not allow.
+pub fn load_placement(config: &Config, auth_account: &str) -> anyhow::Result<Placement> {
+    if !config.operator_mode() {
+        return Ok(Placement::Config);
+    }
+    let mut accounts = BTreeMap::new();
+    for (name, account) in &config.accounts {
+        let allowed = config
+            .issuer
+            .allowed_accounts
+            .as_ref()
+            .is_none_or(|allowed| {
+                account.public_key == auth_account
+                    || allowed
+                        .iter()
+                        .any(|key| key == "*" || *key == account.public_key)
+            });
+        if !allowed {
+            bail!(
+                "[accounts.{name}] public_key {} is not in [issuer] allowed_accounts: nats-server would refuse every user placed there (nsc edit authcallout --allowed-account)",
+                account.public_key
+            );
+        }
+        let what = format!("[accounts.{name}] signing_key_file");
+        let seed = config
+            .secret(Secret::AccountSigningKey(name))?
+            .with_context(|| format!("{what} is missing"))?;
+        let key = account_seed(&seed, &what)?;
+        accounts.insert(
+            name.clone(),
+            AccountKey {
+                account: account.public_key.clone(),
+                key: FastSigner::new(&key)?,
+                scoped: account.scoped,
+            },
+        );
+    }
+    Ok(Placement::Operator(accounts))
+}
+
+/// An account key pair (identity or signing key) from a seed; `what` names
+/// where the seed came from in errors.
+fn account_seed(seed: &str, what: &str) -> anyhow::Result<KeyPair> {
+    let key = KeyPair::from_seed(seed)
+        .map_err(|_| anyhow::anyhow!("{what} does not hold an nkey seed"))?;
+    if key.key_pair_type() != KeyPairType::Account {
+        bail!("{what} is not an account seed (it must start with SA)");
+    }
+    Ok(key)
 }
 
 fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
@@ -66,4 +129,83 @@ pub fn generate(dir: &Path, account: &str, auth_user: &str) -> anyhow::Result<St
         issuer_path = issuer_path.display(),
         xkey_path = xkey_path.display(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration in operator mode whose APP account is `app`, signed
+    /// by `app_key`, under `allowed` (an `allowed_accounts` line or nothing).
+    fn operator_config(dir: &Path, app: &str, app_key: &KeyPair, allowed: &str) -> Config {
+        std::fs::write(
+            dir.join("issuer.seed"),
+            KeyPair::new_account().seed().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("app.nk"), app_key.seed().unwrap()).unwrap();
+        let text = format!(
+            r#"
+[nats]
+servers = ["nats://127.0.0.1:4222"]
+[issuer]
+seed_file = "issuer.seed"
+{allowed}
+[policy]
+wasm = "p.wasm"
+accounts = ["APP"]
+[accounts.APP]
+public_key = "{app}"
+signing_key_file = "app.nk"
+scoped = true
+"#
+        );
+        std::fs::write(dir.join("callout.toml"), text).unwrap();
+        Config::load(&dir.join("callout.toml")).unwrap()
+    }
+
+    #[test]
+    fn operator_mode_signs_each_account_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, app_signing) = (KeyPair::new_account(), KeyPair::new_account());
+        let config = operator_config(dir.path(), &app.public_key(), &app_signing, "");
+        let (issuer, _) = load_issuer(&config).unwrap();
+        assert_eq!(issuer.issuer_account(), None, "the identity key signs");
+        let Placement::Operator(accounts) = load_placement(&config, &issuer.account).unwrap()
+        else {
+            panic!("operator mode");
+        };
+        let key = &accounts["APP"];
+        assert_eq!(key.account, app.public_key());
+        assert_eq!(key.key.public(), app_signing.public_key());
+        assert_eq!(key.issuer_account(), Some(app.public_key().as_str()));
+        assert!(key.scoped);
+    }
+
+    #[test]
+    fn an_account_outside_allowed_accounts_is_refused_and_star_allows_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = KeyPair::new_account();
+        let other = KeyPair::new_account().public_key();
+        let refused = operator_config(
+            dir.path(),
+            &app.public_key(),
+            &app,
+            &format!("allowed_accounts = [\"{other}\"]"),
+        );
+        let error = load_placement(&refused, "AAUTH").err().unwrap().to_string();
+        assert!(
+            error.contains("[accounts.APP] public_key") && error.contains("allowed_accounts"),
+            "{error}"
+        );
+        let star = operator_config(
+            dir.path(),
+            &app.public_key(),
+            &app,
+            "allowed_accounts = [\"*\"]",
+        );
+        assert!(load_placement(&star, "AAUTH").is_ok());
+        // The auth account itself needs no entry.
+        assert!(load_placement(&refused, &app.public_key()).is_ok());
+    }
 }

@@ -1,8 +1,8 @@
 //! nats-callout: a NATS auth callout service whose decisions are made by
 //! sandboxed WebAssembly policies.
 //!
-//! The request path, in the order a request travels (`README.md` has the
-//! same table):
+//! The request path, in the order a request travels (the README's layout
+//! table and `docs/architecture.md` list the files, folder by folder):
 //!
 //! 1. [`serve`] — `serve/mod.rs` takes a message from the subscription
 //!    (`serve/nats.rs`) and hands it to the registry (`serve/registry.rs`).
@@ -11,7 +11,7 @@
 //! 3. `serve/registry.rs` routes the verified request to the binding of the
 //!    issuer it names (`serve/binding.rs`), held in a swappable cell.
 //! 4. [`authz`] — `authz/decide.rs` asks the policy ...
-//! 5. [`policy`] — ... which runs in the sandbox (`policy/call.rs`,
+//! 5. `policy/` — ... which runs in the sandbox (`policy/call.rs`,
 //!    `policy/sandbox.rs`), loaded and snapshotted by `policy/load.rs`;
 //! 6. `authz/rules.rs` holds its grant to the operator's rules, and the
 //!    verdict comes back with a typed reason (`authz/decision.rs`);
@@ -19,17 +19,19 @@
 //!    `serve/mod.rs` publishes it and logs the decision.
 //!
 //! Beside the path: `config.rs` and `keys.rs` are the operator's side,
-//! `untrusted.rs` the one rule for text from policies and clients, [`author`]
+//! `untrusted.rs` the one rule for text from policies and clients, `author/`
 //! the policy authors' tools (`check`, `check --kit`, `componentize`) and
-//! [`cli`] the command line. Everything is `pub(crate)` unless a benchmark,
-//! a test or an embedder needs it.
+//! [`cli`] the command line. Modules and items are `pub(crate)` unless a
+//! benchmark, a test or an embedder needs them: the layers' public faces are
+//! the registry and its bindings, the decider and its typed reasons, the
+//! configuration, and the wire protocol.
 
 pub(crate) mod author;
 pub mod authz;
 pub mod cli;
 pub mod config;
 pub(crate) mod keys;
-pub mod policy;
+pub(crate) mod policy;
 pub mod protocol;
 pub mod serve;
 pub(crate) mod untrusted;

@@ -51,7 +51,7 @@ use crate::protocol::claims::{
     AuthorizationRequest, ClientInfo, ClientTls, ConnectOpts, REQUEST_AUDIENCE, ServerId,
 };
 use crate::protocol::jwt::{self, Claims, FastSigner, MAX_TOKEN_BYTES};
-use crate::protocol::mint::{self, ResponseError};
+use crate::protocol::mint::{self, AccountKey, ResponseError};
 use crate::protocol::verify::{DropReason, VerifiedRequest, unix_now};
 use crate::testing::{FakeServer, FakeService};
 
@@ -1199,13 +1199,13 @@ fn grant_with(wild: bool) -> impl Strategy<Value = Grant> {
 /// opened as nats-server does; returns the user JWT inside it.
 fn mint(
     server: &FakeServer,
-    issuer: &FastSigner,
+    issuer: &AccountKey,
     request: &AuthorizationRequest,
     grant: &CheckedGrant,
 ) -> Result<String, String> {
     let now = unix_now();
     let mut user = mint::user_claims(request, &grant.to_mint(), now);
-    let payload = mint::sign_allow(request, &mut user, issuer, now, None)
+    let payload = mint::sign_allow(request, &mut user, issuer, issuer, now, None)
         .map_err(|error: ResponseError| format!("the service cannot sign the grant: {error}"))?;
     if payload.len() > MAX_TOKEN_BYTES {
         return Err(format!("the response is {} bytes", payload.len()));
@@ -1624,7 +1624,7 @@ fn the_oracle_knows_go() {
 #[test]
 fn accepted_grants_mint_user_jwts_nats_server_accepts() {
     let server = FakeServer::default();
-    let issuer = FastSigner::new(&KeyPair::new_account()).unwrap();
+    let issuer = AccountKey::identity(FastSigner::new(&KeyPair::new_account()).unwrap());
     proptest!(config(2048), |(rules in grant_rules(), grant in grant(), client in client())| {
         let mut request = server.request(ConnectOpts::default(), false);
         request.client_info = client;
@@ -1632,7 +1632,7 @@ fn accepted_grants_mint_user_jwts_nats_server_accepts() {
             return Ok(());
         };
         let token = mint(&server, &issuer, &request, &checked).map_err(TestCaseError::fail)?;
-        let expected = Expected { issuer: issuer.public(), user_nkey: &request.user_nkey, account: &grant.account };
+        let expected = Expected { issuer: issuer.key.public(), user_nkey: &request.user_nkey, account: &grant.account };
         if let Some(refusal) = nats_refusal(&token, &expected) {
             return Err(TestCaseError::fail(format!("rules accepted a grant nats-server refuses: {refusal}")));
         }
@@ -1653,7 +1653,7 @@ fn accepted_grants_mint_user_jwts_nats_server_accepts() {
 #[test]
 fn grants_within_the_rules_bounds_fit_in_a_jwt() {
     let server = FakeServer::default();
-    let issuer = FastSigner::new(&KeyPair::new_account()).unwrap();
+    let issuer = AccountKey::identity(FastSigner::new(&KeyPair::new_account()).unwrap());
     let rules = GrantRules {
         accounts: Accounts::Listed(vec!["APP".into()]),
         default_lifetime_secs: 60,
@@ -1705,7 +1705,7 @@ fn grants_within_the_rules_bounds_fit_in_a_jwt() {
             };
             let token = mint(&server, &issuer, &request, &checked).map_err(TestCaseError::fail)?;
             let expected = Expected {
-                issuer: issuer.public(),
+                issuer: issuer.key.public(),
                 user_nkey: &request.user_nkey,
                 account: "APP",
             };

@@ -19,6 +19,7 @@ use crate::protocol::claims::{
 };
 use crate::protocol::jwt::FastSigner;
 use crate::protocol::jwt::{self, Claims};
+use crate::protocol::mint::{AccountKey, Placement};
 use crate::protocol::verify::{DropReason, VerifiedRequest, Verifier, unix_now};
 use crate::protocol::xkey::SealedBoxes;
 use crate::serve::{Binding, Registry};
@@ -57,9 +58,14 @@ pub async fn token_table_registry(xkey: Option<Arc<SealedBoxes>>, deny: DenyMode
         .await
         .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
     let signer = FastSigner::new(&KeyPair::new_account()).expect("a signer");
-    let binding = Binding::new(signer, decider, deny);
+    let binding = Binding::new(
+        AccountKey::identity(signer),
+        Placement::Config,
+        decider,
+        deny,
+    );
     let mut registry = Registry::new(Verifier::new(xkey, Duration::from_secs(3600)));
-    registry.insert(binding.issuer().to_string(), binding);
+    registry.add(binding);
     registry
 }
 

@@ -62,17 +62,28 @@ pub const QUOTE_BYTES: usize = 64;
 /// [`printable`] to [`QUOTE_BYTES`], and shown in double quotes (a quote
 /// inside it escaped), so it cannot read as the words around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quoted(String);
+pub struct Quoted(Option<String>);
 
 impl Quoted {
     pub fn new(text: &str) -> Quoted {
-        Quoted(printable(text, QUOTE_BYTES).replace('"', "\\\""))
+        // Backslashes and quotes first, so that neither a quote nor an
+        // escape the text carries can read as the end of the quotation.
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        Quoted(Some(printable(&escaped, QUOTE_BYTES).into_owned()))
+    }
+
+    /// A value that may be absent, shown as `(none)` (unquoted) when it is.
+    pub fn or_none(text: Option<&str>) -> Quoted {
+        Quoted(text.and_then(|text| Quoted::new(text).0))
     }
 }
 
 impl std::fmt::Display for Quoted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "\"{}\"", self.0)
+        match &self.0 {
+            Some(text) => write!(f, "\"{text}\""),
+            None => f.write_str("(none)"),
+        }
     }
 }
 
@@ -89,6 +100,13 @@ fn needs_escape(c: char) -> bool {
         // Bidirectional embeddings, overrides and isolates: they reorder
         // what a reader sees ("Trojan Source", CVE-2021-42574).
         || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        // The other invisible format characters: direction marks, zero-width
+        // spaces and joiners, the byte-order mark, the soft hyphen. They
+        // make two different texts look alike.
+        || matches!(
+            c,
+            '\u{ad}' | '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}'
+        )
 }
 
 #[cfg(test)]
@@ -124,6 +142,22 @@ mod tests {
         assert_eq!(shown, format!("abcdefgh{CUT_MARK}"));
         // Bounded however long the input.
         assert!(printable(&"\n".repeat(1 << 20), 512).len() <= 512 + CUT_MARK.len_utf8());
+    }
+
+    #[test]
+    fn invisible_format_characters_are_escaped() {
+        assert_eq!(
+            printable("a\u{200f}b\u{feff}c\u{ad}", 64),
+            "a\\u{200f}b\\u{feff}c\\u{ad}"
+        );
+    }
+
+    #[test]
+    fn a_quoted_value_cannot_close_its_quotes() {
+        // A backslash and a quote: the quote stays escaped.
+        assert_eq!(Quoted::new("a\\\"b").to_string(), "\"a\\\\\\\"b\"");
+        assert_eq!(Quoted::or_none(None).to_string(), "(none)");
+        assert_eq!(Quoted::or_none(Some("")).to_string(), "\"\"");
     }
 
     #[test]

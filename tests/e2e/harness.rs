@@ -301,6 +301,10 @@ pub struct CalloutSpec<'a> {
     /// Connect to NATS with the service's nkey instead of `auth`/`pwd`
     /// (ignored when `Keys::service_jwt` asks for a creds file).
     pub nkey_auth: bool,
+    /// More lines of the `[issuer]` table.
+    pub extra_issuer_toml: &'a str,
+    /// More tables, after all the others (such as `[accounts.NAME]`).
+    pub extra_toml: &'a str,
 }
 
 impl<'a> CalloutSpec<'a> {
@@ -313,6 +317,8 @@ impl<'a> CalloutSpec<'a> {
             with_xkey: false,
             extra_policy_toml,
             nkey_auth: false,
+            extra_issuer_toml: "",
+            extra_toml: "",
         }
     }
 
@@ -376,6 +382,7 @@ servers = ["{server_url}"]
 [issuer]
 seed_file = "issuer.seed"
 {xkey_line}
+{extra_issuer}
 
 [policy]
 wasm = "{wasm}"
@@ -384,10 +391,14 @@ accounts = [{accounts}]
 
 [policy.settings]
 {settings}
+
+{extra_toml}
 "#,
             wasm = policy_wasm(spec.policy).display(),
             extra = spec.extra_policy_toml,
             settings = spec.settings_toml,
+            extra_issuer = spec.extra_issuer_toml,
+            extra_toml = spec.extra_toml,
         );
         std::fs::write(dir.path().join("callout.toml"), conf).expect("write callout.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_nats-callout"))

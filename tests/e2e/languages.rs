@@ -79,8 +79,8 @@ async fn token_table_serves_clients(policy: &str, extra_policy_toml: &str) {
         settings_toml: TOKEN_TABLE_SETTINGS,
         accounts: &["APP", "OTHER"],
         with_xkey: true,
-        extra_policy_toml,
         nkey_auth: false,
+        ..CalloutSpec::hostile("", extra_policy_toml)
     };
     let (server, callout) = stack(ServerXkey::Service, 3, &spec);
 

@@ -40,8 +40,8 @@ fn token_table(xkey: bool, extra_policy_toml: &str) -> Setup {
         settings_toml: TOKEN_TABLE_SETTINGS,
         accounts: &["APP", "OTHER"],
         with_xkey: xkey,
-        extra_policy_toml,
         nkey_auth: false,
+        ..CalloutSpec::hostile("", extra_policy_toml)
     };
     let (server, callout) = stack(
         if xkey {
@@ -670,7 +670,7 @@ fn the_kit_fails_an_allow_the_host_would_deny() {
     assert!(stdout.contains("ok    1-good.json"), "{stdout}");
     assert!(
         stdout.contains(
-            "FAIL  2-bad-subject.json — user bad-subject: the policy allowed, but the host denies its grant: policy granted a malformed publish subject"
+            "FAIL  2-bad-subject.json — user bad-subject: the policy allowed, but the host's rules refuse its grant: policy granted a malformed publish subject"
         ),
         "{stdout}"
     );

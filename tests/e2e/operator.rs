@@ -226,3 +226,283 @@ async fn refused_creds_keep_the_service_retrying_and_say_why() {
         );
     }
 }
+
+/// The accounts of a real operator-mode deployment: AUTH (the auth account,
+/// with a signing key the service signs responses with), APP (users signed
+/// by its signing key), IDENT (by its identity key), SCOPED (by a scoped
+/// signing key whose template decides the permissions), and OTHER, which
+/// AUTH's `allowed_accounts` leaves out.
+struct Deployment {
+    server: NatsServer,
+    auth: KeyPair,
+    auth_signing: KeyPair,
+    app: KeyPair,
+    app_signing: KeyPair,
+    ident: KeyPair,
+    scoped: KeyPair,
+    scoped_signing: KeyPair,
+    other: KeyPair,
+}
+
+/// What the scoped signing key's template lets its users do.
+const SCOPE_PUBLISH: &str = "scoped.>";
+
+impl Deployment {
+    fn start(service: &KeyPair) -> Deployment {
+        let operator = KeyPair::new_operator();
+        let sys = KeyPair::new_account();
+        let [
+            auth,
+            auth_signing,
+            app,
+            app_signing,
+            ident,
+            scoped,
+            scoped_signing,
+            other,
+        ] = std::array::from_fn(|_| KeyPair::new_account());
+        let operator_jwt = jwt(
+            &operator,
+            "operator",
+            json!({ "system_account": sys.public_key() }),
+            &operator,
+        );
+        let accounts = [
+            (&sys, json!({})),
+            (
+                &auth,
+                json!({
+                    "signing_keys": [auth_signing.public_key()],
+                    "authorization": {
+                        "auth_users": [service.public_key()],
+                        "allowed_accounts": [app.public_key(), ident.public_key(), scoped.public_key()],
+                    },
+                }),
+            ),
+            (&app, json!({ "signing_keys": [app_signing.public_key()] })),
+            (&ident, json!({})),
+            (
+                &scoped,
+                // nats-io/jwt `UserScope`.
+                json!({ "signing_keys": [{
+                    "kind": "user_scope",
+                    "key": scoped_signing.public_key(),
+                    "role": "limited",
+                    "template": {
+                        "pub": { "allow": [SCOPE_PUBLISH, "$SYS.REQ.USER.INFO"] },
+                        "sub": { "allow": ["_INBOX.>"] },
+                        "subs": -1, "data": -1, "payload": -1,
+                    },
+                }]}),
+            ),
+            (&other, json!({})),
+        ];
+        let preload = accounts
+            .into_iter()
+            .map(|(account, nats)| {
+                format!(
+                    "  {}: \"{}\"\n",
+                    account.public_key(),
+                    account_jwt(account, nats, &operator)
+                )
+            })
+            .collect::<String>();
+        let sentinel = user_jwt(
+            &KeyPair::new_user(),
+            json!({ "bearer_token": true, "pub": { "deny": [">"] }, "sub": { "deny": [">"] } }),
+            &auth,
+        );
+        let server = NatsServer::with_conf(&format!(
+            r#"
+server_name: deployment
+operator: "{operator_jwt}"
+system_account: {sys}
+resolver: MEMORY
+resolver_preload: {{
+{preload}}}
+default_sentinel: "{sentinel}"
+"#,
+            sys = sys.public_key(),
+        ));
+        Deployment {
+            server,
+            auth,
+            auth_signing,
+            app,
+            app_signing,
+            ident,
+            scoped,
+            scoped_signing,
+            other,
+        }
+    }
+}
+
+/// Operator mode end to end: the service signs responses with AUTH's signing
+/// key (`issuer_account` = AUTH) and each user JWT with its target account's
+/// key, and nats-server places the users accordingly; a scoped key's
+/// template, not the policy's grant, decides its users' permissions; an
+/// account outside the policy's accounts is denied by the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_placed_and_signed_by_their_target_accounts_in_operator_mode() {
+    let service = KeyPair::new_user();
+    let nats = Deployment::start(&service);
+    let keys_dir = tempfile::tempdir().unwrap();
+    let seed_file = |name: &str, key: &KeyPair| {
+        let path = keys_dir.path().join(name);
+        std::fs::write(&path, key.seed().unwrap()).unwrap();
+        path.display().to_string()
+    };
+    let extra_issuer = format!(
+        "account = \"{}\"\nallowed_accounts = [\"{}\", \"{}\", \"{}\"]",
+        nats.auth.public_key(),
+        nats.app.public_key(),
+        nats.ident.public_key(),
+        nats.scoped.public_key(),
+    );
+    let extra = format!(
+        r#"
+[accounts.APP]
+public_key = "{app}"
+signing_key_file = "{app_key}"
+
+[accounts.IDENT]
+public_key = "{ident}"
+signing_key_file = "{ident_key}"
+
+[accounts.SCOPED]
+public_key = "{scoped}"
+signing_key_file = "{scoped_key}"
+scoped = true
+"#,
+        app = nats.app.public_key(),
+        app_key = seed_file("app.nk", &nats.app_signing),
+        ident = nats.ident.public_key(),
+        ident_key = seed_file("ident.nk", &nats.ident),
+        scoped = nats.scoped.public_key(),
+        scoped_key = seed_file("scoped.nk", &nats.scoped_signing),
+    );
+    let spec = CalloutSpec {
+        accounts: &["APP", "IDENT", "SCOPED"],
+        extra_issuer_toml: &extra_issuer,
+        extra_toml: &extra,
+        ..CalloutSpec::hostile("account = \"APP\"", "")
+    };
+    let creds = user_jwt(&service, json!({}), &nats.auth);
+    let keys = Keys {
+        issuer: KeyPair::from_seed(&nats.auth_signing.seed().unwrap()).unwrap(),
+        xkey: XKey::new(),
+        service: KeyPair::from_seed(&service.seed().unwrap()).unwrap(),
+        service_jwt: Some(creds),
+    };
+    let callout = Callout::start(&nats.server.url(), &keys, &spec);
+    let logs = || format!("{}\n{}", callout.log(), nats.server.log());
+    let connect_granted = |grant: Value| {
+        let url = nats.server.url();
+        async move {
+            connect(
+                &url,
+                ConnectOptions::with_user_and_password("grant".into(), grant.to_string()),
+            )
+            .await
+        }
+    };
+
+    // APP: a user JWT signed by APP's signing key, in a response signed by
+    // AUTH's signing key.
+    let app = connect(
+        &nats.server.url(),
+        ConnectOptions::with_user_and_password("ok".into(), "x".into()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("ok is not admitted: {e}\n{}", logs()));
+    assert_eq!(user_info(&app).await["account"], nats.app.public_key());
+
+    // IDENT: signed by the account's identity key.
+    let ident = connect_granted(json!({
+        "account": "IDENT",
+        "publish": ["ident.>", "$SYS.REQ.USER.INFO"],
+        "subscribe": ["_INBOX.>"],
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("IDENT is not admitted: {e}\n{}", logs()));
+    let info = user_info(&ident).await;
+    assert_eq!(info["account"], nats.ident.public_key());
+    assert!(
+        info["permissions"]["publish"]["allow"]
+            .as_array()
+            .is_some_and(|allow| allow.contains(&json!("ident.>"))),
+        "{info}"
+    );
+
+    // SCOPED: the template's permissions, whatever the policy granted.
+    let scoped = connect_granted(json!({
+        "account": "SCOPED",
+        "publish": ["secret.>"],
+        "subscribe": ["secret.>"],
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("SCOPED is not admitted: {e}\n{}", logs()));
+    let info = user_info(&scoped).await;
+    assert_eq!(info["account"], nats.scoped.public_key());
+    let allowed = info["permissions"]["publish"]["allow"].to_string();
+    assert!(
+        allowed.contains(SCOPE_PUBLISH) && !allowed.contains("secret"),
+        "{info}"
+    );
+    callout.wait_for_log(
+        "signed with a scoped signing key: permissions and limits come from its template",
+        Duration::from_secs(5),
+    );
+
+    // An account the policy may not use is the host's deny.
+    assert_authorization_violation(connect_granted(json!({ "account": "OTHER" })).await);
+    nats.server.wait_for_log(
+        "callout service returned an error: policy granted account \"OTHER\", which is not in [policy] accounts",
+        Duration::from_secs(5),
+    );
+}
+
+/// An `[accounts]` entry outside the auth account's `allowed_accounts`
+/// stops the service at start-up, naming it: nats-server would refuse every
+/// user placed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_outside_allowed_accounts_stops_the_service() {
+    let service = KeyPair::new_user();
+    let nats = Deployment::start(&service);
+    let keys_dir = tempfile::tempdir().unwrap();
+    let other_key = keys_dir.path().join("other.nk");
+    std::fs::write(&other_key, nats.other.seed().unwrap()).unwrap();
+    let extra_issuer = format!(
+        "account = \"{}\"\nallowed_accounts = [\"{}\"]",
+        nats.auth.public_key(),
+        nats.app.public_key(),
+    );
+    let extra = format!(
+        "[accounts.OTHER]\npublic_key = \"{}\"\nsigning_key_file = \"{}\"\n",
+        nats.other.public_key(),
+        other_key.display()
+    );
+    let spec = CalloutSpec {
+        accounts: &["OTHER"],
+        extra_issuer_toml: &extra_issuer,
+        extra_toml: &extra,
+        ..CalloutSpec::hostile("account = \"OTHER\"", "")
+    };
+    let keys = Keys {
+        issuer: KeyPair::from_seed(&nats.auth_signing.seed().unwrap()).unwrap(),
+        xkey: XKey::new(),
+        service: KeyPair::from_seed(&service.seed().unwrap()).unwrap(),
+        service_jwt: Some(user_jwt(&service, json!({}), &nats.auth)),
+    };
+    let mut callout = Callout::spawn(&nats.server.url(), &keys, &spec);
+    assert_ne!(callout.wait_exit(Duration::from_secs(60)), Some(0));
+    let log = callout.log();
+    assert!(
+        log.contains(&format!(
+            "[accounts.OTHER] public_key {} is not in [issuer] allowed_accounts",
+            nats.other.public_key()
+        )),
+        "{log}"
+    );
+}

@@ -20,6 +20,7 @@ use crate::policy::wit::AuthRequest;
 use crate::policy::{LoadedPolicy, PolicyLimits, PolicySource, Sandbox, SandboxLimits};
 use crate::protocol::claims::{AuthorizationRequest, AuthorizationResponse, User};
 use crate::protocol::jwt::{self, FastSigner};
+use crate::protocol::mint::{AccountKey, Placement};
 use crate::protocol::verify::VerifiedRequest;
 use crate::serve::Binding;
 
@@ -61,18 +62,18 @@ pub async fn run(input: CheckInput) -> anyhow::Result<Value> {
     let decider = Decider::load(&sandbox, &input.source, input.rules, input.cache.as_ref()).await?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     // A throwaway issuer: the same signing and size limits as `serve`.
-    let signer = FastSigner::new(&nkeys::KeyPair::new_account())?;
-    let binding = Binding::new(signer, decider, DenyMode::Error);
+    let issuer = AccountKey::identity(FastSigner::new(&nkeys::KeyPair::new_account())?);
+    let binding = Binding::new(issuer, Placement::Config, decider, DenyMode::Error);
     let policy = binding.decider().policy();
-    let verified = VerifiedRequest::unsigned(request, binding.issuer());
+    let verified = VerifiedRequest::unsigned(request, binding.account());
     let mut verdict = binding.decide(&verified).await;
     let reply = binding.respond(&verified, &mut verdict, None);
     let mut report = json!({ "policy": { "name": policy.name(), "sha256": policy.digest() } });
     if input.repeat > 0 {
-        let policy_request = to_policy_request(verified.request(), binding.issuer());
+        let policy_request = to_policy_request(verified.request(), binding.account());
         let mut timing = time_calls(policy, &policy_request, input.repeat).await;
         timing["load_ms"] = json!(load_ms.round());
-        timing["from_cache"] = json!(policy.from_cache());
+        timing["from_cache"] = json!(policy.loaded_from_cache());
         if let (Some(before), Some(after)) = (rss_before_load, resident_mib()) {
             // What the loaded policy and its idle instances keep resident.
             timing["policy_rss_mib"] = json!(((after - before) * 10.0).round() / 10.0);

@@ -14,6 +14,10 @@ use crate::untrusted::{printable, reason_text};
 /// What a deny reason may hold of the policy's own words.
 pub const POLICY_REASON_BYTES: usize = 512;
 
+/// The log target of decision lines and dropped requests: a name of its
+/// own, so `RUST_LOG` filters on it survive moves of the code.
+pub const DECISION_LOG: &str = "nats_callout::decision";
+
 /// The longest user or host name shown in a decision line.
 pub const NAME_BYTES: usize = 256;
 
@@ -112,16 +116,7 @@ impl DecisionRecord {
                 .map(|text| printable(text, NAME_BYTES).into_owned())
         };
         let (account, deny, note) = match verdict {
-            Verdict::Allow(grant) => (
-                Some(grant.account.clone()),
-                None,
-                grant.shortened_from.map(|asked| {
-                    format!(
-                        "lifetime shortened from {asked}s to {}s",
-                        grant.lifetime_secs
-                    )
-                }),
-            ),
+            Verdict::Allow(grant) => (Some(grant.account.clone()), None, allow_note(grant)),
             Verdict::Deny(reason) => (None, Some(reason.clone()), None),
         };
         DecisionRecord {
@@ -153,6 +148,7 @@ impl DecisionRecord {
         };
         let class = self.deny.as_ref().map(DenyReason::class);
         tracing::info!(
+            target: DECISION_LOG,
             client_id = self.client_id,
             client_host = self.client_host.as_deref().unwrap_or("-"),
             user = self.user.as_deref().unwrap_or("-"),
@@ -164,6 +160,24 @@ impl DecisionRecord {
             micros = self.micros,
             "authorization"
         );
+    }
+}
+
+/// What the host changed in an allowed grant, if anything.
+fn allow_note(grant: &CheckedGrant) -> Option<String> {
+    let shortened = grant.shortened_from.map(|asked| {
+        format!(
+            "lifetime shortened from {asked}s to {}s",
+            grant.lifetime_secs
+        )
+    });
+    let scoped = grant.from_scope_template.then(|| {
+        "signed with a scoped signing key: permissions and limits come from its template"
+            .to_string()
+    });
+    match (shortened, scoped) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
     }
 }
 

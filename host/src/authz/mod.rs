@@ -8,5 +8,5 @@ mod decision;
 pub(crate) mod rules;
 
 pub use decide::Decider;
-pub use decision::{DecisionRecord, DenyReason, Verdict};
+pub use decision::{DECISION_LOG, DecisionRecord, DenyReason, Verdict};
 pub use rules::{Accounts, CheckedGrant, GrantRules, RuleRefusal};

@@ -123,6 +123,18 @@ pub enum RuleRefusal {
 }
 
 impl RuleRefusal {
+    /// Whether the refusal depends on the client (its address, the time it
+    /// connects, how it connects) rather than on the grant alone.
+    pub fn depends_on_client(&self) -> bool {
+        matches!(
+            self,
+            RuleRefusal::OutsideNetworks(_)
+                | RuleRefusal::OutsideWindows { .. }
+                | RuleRefusal::UnknownConnectionType { .. }
+                | RuleRefusal::ConnectionTypeNotGranted { .. }
+        )
+    }
+
     /// A stable name for the rule that refused, for metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -156,6 +168,9 @@ pub struct CheckedGrant {
     pub lifetime_secs: u64,
     /// Set when the policy asked for more than `max_lifetime_secs`.
     pub shortened_from: Option<u64>,
+    /// Set when a scoped signing key signs the user: its template, not the
+    /// grant, decides the permissions and limits.
+    pub from_scope_template: bool,
     pub user: claims::User,
 }
 
@@ -185,6 +200,7 @@ impl GrantRules {
             name: grant.name.clone().filter(|n| !n.is_empty()),
             lifetime_secs: asked.clamp(1, self.max_lifetime_secs),
             shortened_from: (asked > self.max_lifetime_secs).then_some(asked),
+            from_scope_template: false,
             // The zone as the policy named it (an alias stays an alias).
             user: user_claims(grant, &networks, zone.and(limits.times_location.clone())),
         })
@@ -309,9 +325,7 @@ fn source_networks(cidrs: &[String], client_host: Option<&str>) -> Result<Vec<Ip
     }
     match client_host.and_then(|h| h.parse::<IpAddr>().ok()) {
         Some(ip) if networks.iter().any(|n| n.contains(&ip)) => Ok(networks),
-        _ => Err(RuleRefusal::OutsideNetworks(Quoted::new(
-            client_host.unwrap_or("(unknown)"),
-        ))),
+        _ => Err(RuleRefusal::OutsideNetworks(Quoted::or_none(client_host))),
     }
 }
 
@@ -363,6 +377,7 @@ fn user_claims(grant: &Grant, networks: &[IpNet], times_location: Option<String>
             .map(|t| connection_type(*t).to_string())
             .collect(),
         tags: grant.tags.iter().map(|t| t.to_lowercase()).collect(),
+        issuer_account: None,
         kind: "user".into(),
         version: 2,
     }

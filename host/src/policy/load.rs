@@ -156,7 +156,14 @@ async fn compile(engine: &Engine, wasm: Vec<u8>, path: &Path) -> Result<Componen
     let engine = engine.clone();
     match tokio::task::spawn_blocking(move || Component::new(&engine, &wasm)).await {
         Ok(compiled) => compiled.map_err(|e| invalid(path, format!("{e:#}"))),
-        Err(panicked) => Err(invalid(path, format!("the compiler failed: {panicked}"))),
+        // A panic in the compiler is a bug in it, not in the policy.
+        Err(failed) => match failed.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(cancelled) => Err(invalid(
+                path,
+                format!("compiling was cancelled: {cancelled}"),
+            )),
+        },
     }
 }
 

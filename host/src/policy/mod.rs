@@ -3,8 +3,8 @@
 //! Loading runs the policy's `init(settings)` once and snapshots the
 //! initialized instance (wasmtime-wizer), so every later call starts from a
 //! fresh instance that already holds the parsed settings and a warmed-up
-//! language runtime. The compiled snapshot is kept in the [`CompiledCache`],
-//! so the next start skips `init` and Cranelift.
+//! language runtime. The compiled snapshot is kept in the compiled-policy
+//! cache (`cache.rs`), so the next start skips `init` and Cranelift.
 //!
 //! Evaluating creates a new `Store` per call from the pre-instantiated
 //! snapshot: nothing survives from one request to the next, a deadline and a
@@ -15,7 +15,7 @@
 //! `authorize`) wherever the time goes: guest code is interrupted at the
 //! first epoch tick past the deadline, and a guest blocked in a WASI call
 //! (a sleep, a poll) is cancelled when the deadline's timer fires, because
-//! every phase runs as a future raced against it ([`bounded`]).
+//! every phase runs as a future raced against it (`call.rs`).
 //!
 //! A policy may opt into reusing an instance for up to `calls_per_instance`
 //! calls (see [`PolicyLimits`]): state left by one call is then visible to
@@ -74,12 +74,14 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    /// A deadline `budget` from now.
+    /// A deadline `budget` from now (a budget too large for the clock is
+    /// a year: never reached).
     pub(crate) fn after(budget: Duration) -> Deadline {
-        Deadline {
-            at: Instant::now() + budget,
-            budget,
-        }
+        let now = Instant::now();
+        let at = now
+            .checked_add(budget)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
+        Deadline { at, budget }
     }
 
     pub(crate) fn at(self) -> Instant {
@@ -115,12 +117,7 @@ impl LoadedPolicy {
     }
 
     /// Whether the compiled snapshot came from the cache (`init` did not run).
-    pub fn from_cache(&self) -> bool {
+    pub fn loaded_from_cache(&self) -> bool {
         self.from_cache
-    }
-
-    /// The limits it runs under.
-    pub fn limits(&self) -> PolicyLimits {
-        self.limits
     }
 }

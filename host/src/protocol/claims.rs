@@ -159,16 +159,48 @@ pub struct User {
     pub times: Vec<TimeRange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times_location: Option<String>,
+    /// Per-user limits: -1 (no limit) for every user the host mints, except
+    /// one under a scoped signing key, whose limits must be absent (0).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub subs: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub data: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub payload: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_connection_types: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Operator mode: the target account, when a signing key of it (not its
+    /// identity key) signs the user JWT. Forbidden in config mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_account: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,
     pub version: u32,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+impl User {
+    /// Makes this user one a scoped signing key may sign: everything
+    /// nats-io/jwt counts as permissions and limits (`UserPermissionLimits`)
+    /// removed, for the scope's template decides them (`ValidateScopedSigner`
+    /// refuses a user that sets any). Name and tags stay.
+    pub fn strip_permissions_and_limits(&mut self) {
+        self.publish = Permission::default();
+        self.subscribe = Permission::default();
+        self.resp = None;
+        self.src.clear();
+        self.times.clear();
+        self.times_location = None;
+        self.subs = 0;
+        self.data = 0;
+        self.payload = 0;
+        self.allowed_connection_types.clear();
+    }
 }
 
 fn is_empty_permission(permission: &Permission) -> bool {

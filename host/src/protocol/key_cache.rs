@@ -33,7 +33,7 @@ impl<V: Clone> KeyCache<V> {
     /// Keeps `value` for `key`; starts over when the cache is full.
     pub(crate) fn insert(&self, key: &str, value: V) {
         if let Ok(mut known) = self.known.lock() {
-            if known.len() >= MAX_KEYS {
+            if known.len() >= MAX_KEYS && !known.contains_key(key) {
                 known.clear();
             }
             known.insert(key.to_string(), value);

@@ -1,9 +1,54 @@
 //! Minting the user JWT and the authorization response around it
 //! (`docs/protocol.md` §5), sealed to the server when the request was.
+//!
+//! Who signs what depends on the server's mode (`docs/protocol.md` §5):
+//! in config mode the callout issuer signs both tokens and the user JWT
+//! names its account by name (`aud`); in operator mode the response is
+//! signed by the auth account (its identity key or a signing key, then
+//! naming the account in `issuer_account`) and the user JWT by the *target*
+//! account, which places the user there.
+
+use std::collections::BTreeMap;
 
 use super::claims::{AuthorizationRequest, AuthorizationResponse, User};
-use super::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES, Signer};
+use super::jwt::{self, Claims, FastSigner, JwtError, MAX_TOKEN_BYTES};
 use super::xkey::SealedBoxes;
+
+/// A key that signs for an account: the account's identity key, or one of
+/// its signing keys.
+pub struct AccountKey {
+    /// The account's public key (`A...`).
+    pub account: String,
+    pub key: FastSigner,
+    /// A scoped signing key: the users it signs carry no permissions or
+    /// limits of their own; its template in the account JWT decides them.
+    pub scoped: bool,
+}
+
+impl AccountKey {
+    /// The account's identity key.
+    pub fn identity(key: FastSigner) -> AccountKey {
+        AccountKey {
+            account: key.public().to_string(),
+            key,
+            scoped: false,
+        }
+    }
+
+    /// `issuer_account` of what this key signs: the account when a signing
+    /// key signs, nothing when the identity key does.
+    pub fn issuer_account(&self) -> Option<&str> {
+        (self.key.public() != self.account).then_some(self.account.as_str())
+    }
+}
+
+/// Where users go and who signs their JWTs.
+pub enum Placement {
+    /// Config mode: into the account named in `aud`, signed by the issuer.
+    Config,
+    /// Operator mode: into the account whose key signs, by account name.
+    Operator(BTreeMap<String, AccountKey>),
+}
 
 /// Why a response could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +95,18 @@ pub fn user_claims(
 /// server's, when the request was sealed.
 pub type Seal<'a> = Option<(&'a SealedBoxes, &'a str)>;
 
-/// Signs a response that admits the user, with its user JWT inside.
+/// Signs a response that admits the user, with its user JWT inside: the
+/// user JWT signed by `user_issuer`, the response by `issuer`.
 pub fn sign_allow(
     request: &AuthorizationRequest,
     user: &mut Claims<User>,
-    issuer: &impl Signer,
+    user_issuer: &AccountKey,
+    issuer: &AccountKey,
     now: i64,
     seal: Seal<'_>,
 ) -> Result<Vec<u8>, ResponseError> {
-    let token = jwt::encode(user, issuer)?;
+    user.nats.issuer_account = user_issuer.issuer_account().map(str::to_string);
+    let token = jwt::encode(user, &user_issuer.key)?;
     // The response wraps the user JWT; both must stay under the server's limit.
     if token.len() > MAX_TOKEN_BYTES / 2 {
         return Err(ResponseError::TooLarge(token.len()));
@@ -71,7 +119,7 @@ pub fn sign_allow(
 pub fn sign_deny(
     request: &AuthorizationRequest,
     reason: &str,
-    issuer: &impl Signer,
+    issuer: &AccountKey,
     now: i64,
     seal: Seal<'_>,
 ) -> Result<Vec<u8>, ResponseError> {
@@ -82,7 +130,7 @@ fn sign(
     request: &AuthorizationRequest,
     user_jwt: Option<String>,
     error: Option<String>,
-    issuer: &impl Signer,
+    issuer: &AccountKey,
     now: i64,
     seal: Seal<'_>,
 ) -> Result<Vec<u8>, ResponseError> {
@@ -98,12 +146,12 @@ fn sign(
         nats: AuthorizationResponse {
             jwt: user_jwt,
             error,
-            issuer_account: None,
+            issuer_account: issuer.issuer_account().map(str::to_string),
             kind: "authorization_response".into(),
             version: 2,
         },
     };
-    let token = jwt::encode(&mut response, issuer)?;
+    let token = jwt::encode(&mut response, &issuer.key)?;
     match seal {
         None => Ok(token.into_bytes()),
         Some((own, server)) => own

@@ -226,9 +226,7 @@ impl Verifier {
             });
         }
         if claims.aud.as_deref() != Some(REQUEST_AUDIENCE) {
-            return Err(DropReason::Audience(Quoted::new(
-                claims.aud.as_deref().unwrap_or(""),
-            )));
+            return Err(DropReason::Audience(Quoted::or_none(claims.aud.as_deref())));
         }
         if !nats.kind.is_empty() && nats.kind != "authorization_request" {
             return Err(DropReason::Kind(Quoted::new(&nats.kind)));

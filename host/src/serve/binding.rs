@@ -1,31 +1,46 @@
-//! A binding: what answers for one issuer account — the key it signs with,
-//! the [`Decider`] that judges its requests, and what it does with a deny.
+//! A binding: what answers for one auth account — the key it signs
+//! responses with, where its users go and who signs their JWTs, the
+//! [`Decider`] that judges its requests, and what it does with a deny.
 
-use crate::authz::{Decider, DenyReason, Verdict};
+use crate::authz::{Decider, DenyReason, RuleRefusal, Verdict};
 use crate::config::DenyMode;
-use crate::protocol::jwt::FastSigner;
-use crate::protocol::mint::{self, Seal};
+use crate::protocol::mint::{self, AccountKey, Placement, Seal};
 use crate::protocol::verify::{VerifiedRequest, unix_now};
+use crate::untrusted::Quoted;
 
-/// One issuer account's policy, rules and key.
+/// One auth account's policy, rules and keys.
 pub struct Binding {
-    signer: FastSigner,
+    issuer: AccountKey,
+    placement: Placement,
     decider: Decider,
     deny_mode: DenyMode,
 }
 
 impl Binding {
-    pub fn new(signer: FastSigner, decider: Decider, deny_mode: DenyMode) -> Binding {
+    /// `issuer` signs the responses (and, in config mode, the user JWTs).
+    pub fn new(
+        issuer: AccountKey,
+        placement: Placement,
+        decider: Decider,
+        deny_mode: DenyMode,
+    ) -> Binding {
         Binding {
-            signer,
+            issuer,
+            placement,
             decider,
             deny_mode,
         }
     }
 
-    /// The issuer account's public key, which requests name in `sub`.
-    pub fn issuer(&self) -> &str {
-        self.signer.public()
+    /// The auth account's public key (config mode: the callout issuer),
+    /// which requests name in `sub`.
+    pub fn account(&self) -> &str {
+        &self.issuer.account
+    }
+
+    /// The public key that signs the responses.
+    pub fn signer(&self) -> &str {
+        self.issuer.key.public()
     }
 
     pub fn decider(&self) -> &Decider {
@@ -49,10 +64,25 @@ impl Binding {
         let now = unix_now();
         let nats = request.request();
         if let Verdict::Allow(grant) = verdict {
-            let mut user = mint::user_claims(nats, &grant.to_mint(), now);
-            match mint::sign_allow(nats, &mut user, &self.signer, now, seal) {
+            let signed = match self.user_issuer(&grant.account) {
+                None => Err(DenyReason::Rule(RuleRefusal::AccountNotAllowed(
+                    Quoted::new(&grant.account),
+                ))),
+                Some(user_issuer) => {
+                    if user_issuer.scoped {
+                        // The scope's template decides; the host has already
+                        // checked networks, windows and connection types.
+                        grant.from_scope_template = true;
+                        grant.user.strip_permissions_and_limits();
+                    }
+                    let mut user = mint::user_claims(nats, &grant.to_mint(), now);
+                    mint::sign_allow(nats, &mut user, user_issuer, &self.issuer, now, seal)
+                        .map_err(|error| DenyReason::Response(error.into()))
+                }
+            };
+            match signed {
                 Ok(payload) => return Some(payload),
-                Err(error) => *verdict = Verdict::Deny(DenyReason::Response(error.into())),
+                Err(reason) => *verdict = Verdict::Deny(reason),
             }
         }
         let Verdict::Deny(reason) = verdict else {
@@ -61,12 +91,20 @@ impl Binding {
         if self.deny_mode == DenyMode::Silent {
             return None;
         }
-        match mint::sign_deny(nats, &reason.text(), &self.signer, now, seal) {
+        match mint::sign_deny(nats, &reason.text(), &self.issuer, now, seal) {
             Ok(payload) => Some(payload),
             Err(error) => {
                 tracing::error!(%error, "cannot sign a deny response");
                 None
             }
+        }
+    }
+
+    /// The key that signs the JWT of a user placed into `account`.
+    fn user_issuer(&self, account: &str) -> Option<&AccountKey> {
+        match &self.placement {
+            Placement::Config => Some(&self.issuer),
+            Placement::Operator(accounts) => accounts.get(account),
         }
     }
 }

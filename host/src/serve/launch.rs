@@ -11,7 +11,6 @@ use crate::authz::Decider;
 use crate::config::Config;
 use crate::keys;
 use crate::policy::{Sandbox, SandboxLimits};
-use crate::protocol::jwt::FastSigner;
 use crate::protocol::verify::Verifier;
 
 /// Builds the service `config` describes and serves until `shutdown`.
@@ -36,15 +35,16 @@ pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyh
     tracing::info!(
         policy = policy.name(),
         sha256 = policy.digest(),
-        from_cache = policy.from_cache(),
+        from_cache = policy.loaded_from_cache(),
         load_ms = started.elapsed().as_millis() as u64,
         calls_per_instance = source.limits.calls_per_instance,
         "policy loaded"
     );
-    let binding = Binding::new(FastSigner::new(&issuer)?, decider, config.policy.deny);
+    let placement = keys::load_placement(config, &issuer.account)?;
+    let binding = Binding::new(issuer, placement, decider, config.policy.deny);
     let leeway = Duration::from_millis(config.service.expiry_leeway_ms);
     let mut registry = Registry::new(Verifier::new(xkey.map(Arc::new), leeway));
-    registry.insert(binding.issuer().to_string(), binding);
+    registry.add(binding);
     super::run(config, Arc::new(registry), shutdown).await
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_nats::{Client, Message};
 use futures::StreamExt as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 pub use binding::Binding;
@@ -22,6 +22,7 @@ pub use nats::{AUTH_SUBJECT, XKEY_HEADER};
 pub use registry::{Handled, Registry};
 pub use shutdown::shutdown_signal;
 
+use crate::authz::DECISION_LOG;
 use crate::config::Config;
 use crate::protocol::verify::DropReason;
 
@@ -40,7 +41,9 @@ pub async fn run(
             queue_group = %config.nats.queue_group,
             policy = policy.name(),
             policy_sha256 = policy.digest(),
-            issuer = binding.issuer(),
+            account = binding.account(),
+            signer = binding.signer(),
+            operator_mode = config.operator_mode(),
             encryption = registry.verifier().xkey().is_some(),
             "serving auth callout requests"
         );
@@ -62,17 +65,21 @@ pub async fn run(
             break;
         };
         let (registry, client) = (registry.clone(), client.clone());
-        tasks.spawn(async move {
-            answer(&registry, &client, message).await;
-            drop(permit);
-        });
+        tasks.spawn(answer(registry, client, message, permit));
     }
     shutdown::drain(&client, requests, tasks).await;
     Ok(())
 }
 
-/// Answers one message and logs the decision, or why it was dropped.
-async fn answer(registry: &Registry, client: &Client, message: Message) {
+/// Answers one message and logs the decision, or why it was dropped. The
+/// permit is given back once the decision is made: publishing the reply
+/// does not hold a policy call's place.
+async fn answer(
+    registry: Arc<Registry>,
+    client: Client,
+    message: Message,
+    permit: OwnedSemaphorePermit,
+) {
     let Some(reply_to) = message.reply.clone() else {
         return log_drop(&DropReason::NoReplySubject);
     };
@@ -83,7 +90,9 @@ async fn answer(registry: &Registry, client: &Client, message: Message) {
         .map(|v| v.as_str().to_string());
     // Inline on the worker: a hand-off to a blocking pool cost more CPU than the
     // whole request (context switches), and a policy call yields every epoch tick.
-    match registry.handle(&message.payload, header.as_deref()).await {
+    let handled = registry.handle(&message.payload, header.as_deref()).await;
+    drop(permit);
+    match handled {
         Ok(Handled { reply, record }) => {
             record.log();
             if let Some(payload) = reply
@@ -98,6 +107,7 @@ async fn answer(registry: &Registry, client: &Client, message: Message) {
 
 fn log_drop(reason: &DropReason) {
     tracing::warn!(
+        target: DECISION_LOG,
         reason = reason.text(),
         kind = reason.kind(),
         "request dropped"

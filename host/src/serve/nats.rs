@@ -21,7 +21,8 @@ pub async fn connect_options(config: &Config) -> anyhow::Result<ConnectOptions> 
             .credentials_file(path)
             .await
             .with_context(|| format!("[nats] creds_file {}", path.display()))?
-    } else if let Some(seed) = config.secret(Secret::NatsNkeySeed)? {
+    } else if nats.nkey_seed_file.is_some() {
+        let seed = config.secret(Secret::NatsNkeySeed)?.unwrap_or_default();
         ConnectOptions::new().nkey(seed)
     } else if let Some(user) = &nats.user {
         let password = config.secret(Secret::NatsPassword)?.unwrap_or_default();

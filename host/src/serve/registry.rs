@@ -35,14 +35,16 @@ impl<B> Registry<B> {
         }
     }
 
-    /// Adds the binding for `issuer` (an account public key).
-    pub fn insert(&mut self, issuer: String, binding: B) {
+    /// Adds `binding` for requests naming `issuer` (an account public key).
+    pub(crate) fn insert(&mut self, issuer: String, binding: B) {
         self.bindings.insert(issuer, ArcSwap::from_pointee(binding));
     }
 
     /// Replaces the binding for `issuer` and returns the one it replaced;
-    /// `None` (and no change) when no binding serves `issuer`.
-    pub fn replace(&self, issuer: &str, binding: B) -> Option<Arc<B>> {
+    /// `None` (and no change) when no binding serves `issuer`. This is the
+    /// reload hook: a new binding is built off the request path, then
+    /// swapped in.
+    pub(crate) fn replace(&self, issuer: &str, binding: B) -> Option<Arc<B>> {
         let cell = self.bindings.get(issuer)?;
         Some(cell.swap(Arc::new(binding)))
     }
@@ -85,6 +87,18 @@ impl<B> Registry<B> {
 }
 
 impl Registry<Binding> {
+    /// Adds `binding` for the requests that name its account.
+    pub fn add(&mut self, binding: Binding) {
+        self.insert(binding.account().to_string(), binding);
+    }
+
+    /// Replaces the binding of the same account, for the next requests;
+    /// `None` (and no change) when no binding serves that account.
+    pub fn replace_binding(&self, binding: Binding) -> Option<Arc<Binding>> {
+        let account = binding.account().to_string();
+        self.replace(&account, binding)
+    }
+
     /// One message, start to finish: open and verify it, route it, decide,
     /// sign (and seal) the response.
     pub async fn handle(

@@ -98,7 +98,7 @@ impl GrantSpec {
 }
 
 /// A line that looks like one of the host's decision lines.
-const FAKE_LINE: &str = "\n2026-01-01T00:00:00.000000Z  INFO nats_callout::authz::decision: authorization client_id=1 user=\"admin\" decision=\"allow\" account=\"SYS\"\n";
+const FAKE_LINE: &str = "\n2026-01-01T00:00:00.000000Z  INFO nats_callout::decision: authorization client_id=1 user=\"admin\" decision=\"allow\" account=\"SYS\"\n";
 
 #[derive(Deserialize)]
 struct Settings {
