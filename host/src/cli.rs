@@ -189,6 +189,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
             accounts: args.accounts.map_or(Accounts::Any, Accounts::Listed),
             default_lifetime_secs: args.default_lifetime_secs,
             max_lifetime_secs: args.max_lifetime_secs,
+            ceiling: Default::default(),
         },
         cache,
         repeat: args.repeat,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::authz::{Accounts, GrantRules};
+use crate::authz::rules::{connection_type_named, is_subject};
+use crate::authz::{Accounts, Ceiling, GrantRules};
 use crate::policy::cache::CompiledCache;
 use crate::policy::{PolicyLimits, PolicySource};
 
@@ -162,6 +163,66 @@ pub struct PolicyConfig {
     pub max_lifetime_secs: u64,
     #[serde(default)]
     pub deny: DenyMode,
+    /// The most the policy may ever grant.
+    #[serde(default)]
+    pub ceiling: CeilingConfig,
+}
+
+/// `[policy.ceiling]`: the most the policy may ever grant; each key is
+/// optional. See `authz/ceiling.rs` for how subjects are compared.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeilingConfig {
+    /// Subject patterns every granted publish subject must be inside.
+    pub publish: Option<Vec<String>>,
+    /// Subject patterns every granted subscribe subject must be inside.
+    pub subscribe: Option<Vec<String>>,
+    /// The longest lifetime a policy may ask for.
+    pub max_lifetime_secs: Option<u64>,
+    /// Connection types a user may be allowed (`STANDARD`, `WEBSOCKET`,
+    /// `LEAFNODE`, `LEAFNODE_WS`, `MQTT`, `MQTT_WS`, `IN_PROCESS`).
+    pub connection_types: Option<Vec<String>>,
+}
+
+impl CeilingConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (what, patterns) in [("publish", &self.publish), ("subscribe", &self.subscribe)] {
+            if let Some(bad) = patterns.iter().flatten().find(|p| !is_subject(p)) {
+                return Err(format!(
+                    "[policy.ceiling] {what} has {bad:?}, which is not a subject pattern"
+                ));
+            }
+        }
+        if self.max_lifetime_secs == Some(0) {
+            return Err("[policy.ceiling] max_lifetime_secs must be above 0".into());
+        }
+        if let Some(bad) = self
+            .connection_types
+            .iter()
+            .flatten()
+            .find(|t| connection_type_named(t).is_none())
+        {
+            return Err(format!(
+                "[policy.ceiling] connection_types has {bad:?}: use STANDARD, WEBSOCKET, LEAFNODE, LEAFNODE_WS, MQTT, MQTT_WS or IN_PROCESS"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ceiling the rules hold grants to.
+    pub fn to_ceiling(&self) -> Ceiling {
+        Ceiling {
+            publish: self.publish.clone(),
+            subscribe: self.subscribe.clone(),
+            max_lifetime_secs: self.max_lifetime_secs,
+            connection_types: self.connection_types.as_ref().map(|names| {
+                names
+                    .iter()
+                    .filter_map(|name| connection_type_named(name))
+                    .collect()
+            }),
+        }
+    }
 }
 
 /// `[service]`: how the service runs (all optional).
@@ -361,6 +422,7 @@ impl Config {
 
     fn validate_policy(&self) -> Result<(), String> {
         let policy = &self.policy;
+        policy.ceiling.validate()?;
         if policy.accounts.is_empty() {
             return Err(
                 "[policy] accounts is empty: list the accounts the policy may place users into"
@@ -465,6 +527,7 @@ impl Config {
             accounts: Accounts::Listed(self.policy.accounts.clone()),
             default_lifetime_secs: self.policy.default_lifetime_secs,
             max_lifetime_secs: self.policy.max_lifetime_secs,
+            ceiling: self.policy.ceiling.to_ceiling(),
         }
     }
 
@@ -720,6 +783,33 @@ tokens = { s3cr3t = { account = "APP" } }
             .unwrap_err()
             .to_string();
         assert!(error.contains("are for operator mode"), "{error}");
+    }
+
+    #[test]
+    fn a_ceiling_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ceiling = format!(
+            "{GOOD}\n[policy.ceiling]\npublish = [\"app.>\"]\nconnection_types = [\"STANDARD\", \"MQTT_WS\"]\n"
+        );
+        let config = Config::load(&write(dir.path(), &ceiling)).unwrap();
+        let rules = config.grant_rules().ceiling;
+        assert_eq!(rules.publish, Some(vec!["app.>".to_string()]));
+        assert_eq!(rules.subscribe, None);
+        assert_eq!(rules.connection_types.map(|t| t.len()), Some(2));
+
+        let bad_subject = ceiling.replace("\"app.>\"", "\"app. x\"");
+        let error = Config::load(&write(dir.path(), &bad_subject))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[policy.ceiling] publish has \"app. x\""),
+            "{error}"
+        );
+        let bad_type = ceiling.replace("MQTT_WS", "CARRIER_PIGEON");
+        let error = Config::load(&write(dir.path(), &bad_type))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("CARRIER_PIGEON"), "{error}");
     }
 
     #[test]

@@ -893,6 +893,7 @@ fn grant_rules() -> impl Strategy<Value = GrantRules> {
         accounts: Accounts::Listed(ACCOUNTS.iter().map(|a| a.to_string()).collect()),
         default_lifetime_secs: a.min(b).max(1),
         max_lifetime_secs: a.max(b).max(1),
+        ceiling: Default::default(),
     })
 }
 
@@ -1658,6 +1659,7 @@ fn grants_within_the_rules_bounds_fit_in_a_jwt() {
         accounts: Accounts::Listed(vec!["APP".into()]),
         default_lifetime_secs: 60,
         max_lifetime_secs: 600,
+        ceiling: Default::default(),
     };
     let sizes = (
         0..=MAX_SUBJECTS,

@@ -53,6 +53,7 @@ pub async fn token_table_registry(xkey: Option<Arc<SealedBoxes>>, deny: DenyMode
         accounts: Accounts::Listed(vec!["APP".into()]),
         default_lifetime_secs: 3600,
         max_lifetime_secs: 86400,
+        ceiling: Default::default(),
     };
     let decider = Decider::load(&sandbox, &source, rules, None)
         .await

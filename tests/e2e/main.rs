@@ -640,6 +640,74 @@ fn check_evaluates_a_policy_offline() {
     );
 }
 
+/// `[policy.ceiling]` caps what the policy may grant, through a real
+/// nats-server: a grant inside is admitted with exactly its subjects, an
+/// entry without permissions gets the ceiling's (never the account's
+/// everything), and a grant above is denied with the subject named in both
+/// logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ceiling_caps_what_the_policy_may_grant() {
+    let settings = r#"
+[policy.settings.tokens.inside]
+account = "APP"
+publish = ["app.orders.new", "$SYS.REQ.USER.INFO"]
+subscribe = ["_INBOX.>"]
+
+[policy.settings.tokens.unset]
+account = "APP"
+
+[policy.settings.tokens.above]
+account = "APP"
+publish = ["app.>"]
+"#;
+    let ceiling = r#"
+[policy.ceiling]
+publish = ["app.orders.>", "$SYS.REQ.USER.INFO"]
+subscribe = ["_INBOX.>"]
+max_lifetime_secs = 600
+"#;
+    let spec = CalloutSpec {
+        policy: "token-table",
+        settings_toml: settings,
+        ..CalloutSpec::hostile("", ceiling)
+    };
+    let (server, callout) = stack(ServerXkey::None, 2, &spec);
+    let token = |token: &str| ConnectOptions::with_token(token.into());
+
+    let inside = connect(&server.url(), token("inside"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
+    let info = user_info(&inside).await;
+    assert_eq!(
+        sorted(&info["permissions"]["publish"]["allow"]),
+        ["$SYS.REQ.USER.INFO", "app.orders.new"]
+    );
+
+    let unset = connect(&server.url(), token("unset"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
+    let info = user_info(&unset).await;
+    assert_eq!(
+        sorted(&info["permissions"]["publish"]["allow"]),
+        ["$SYS.REQ.USER.INFO", "app.orders.>"]
+    );
+    assert_eq!(
+        sorted(&info["permissions"]["subscribe"]["allow"]),
+        ["_INBOX.>"]
+    );
+    // No lifetime asked: the default (3600 s) capped by the ceiling's 600 s
+    // (`expires` is a Go duration in nanoseconds).
+    let expires = info["expires"].as_f64().unwrap_or(0.0);
+    assert!((590e9..=600e9).contains(&expires), "{info}");
+
+    assert_authorization_violation(connect(&server.url(), token("above")).await);
+    let reason =
+        "policy granted the publish subject \\\"app.>\\\", which is outside the operator's ceiling";
+    callout.wait_for_log(reason, Duration::from_secs(5));
+    callout.wait_for_log("reason_kind=\"ceiling\"", Duration::from_secs(5));
+    server.wait_for_log(&reason.replace("\\\"", "\""), Duration::from_secs(5));
+}
+
 /// `check --kit` holds an allowed case to the host's rules: a grant the
 /// policy makes but `serve` would deny fails the case, with the host's reason.
 #[test]

@@ -85,6 +85,7 @@ fn kit_rules() -> GrantRules {
         accounts: Accounts::Any,
         default_lifetime_secs: 3600,
         max_lifetime_secs: 86400,
+        ceiling: Default::default(),
     }
 }
 

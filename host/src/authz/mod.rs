@@ -3,10 +3,12 @@
 //! the [`Verdict`] and its typed [`DenyReason`] are what the rest of the host
 //! signs, logs and counts.
 
+mod ceiling;
 mod decide;
 mod decision;
 pub(crate) mod rules;
 
+pub use ceiling::Ceiling;
 pub use decide::Decider;
 pub use decision::{DECISION_LOG, DecisionRecord, DenyReason, Verdict};
 pub use rules::{Accounts, CheckedGrant, GrantRules, RuleRefusal};

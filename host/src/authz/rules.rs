@@ -17,6 +17,7 @@ use std::str::FromStr as _;
 
 use ipnet::IpNet;
 
+use super::ceiling::Ceiling;
 use crate::policy::wit::{ConnectionType, Grant, Limits, Permission, TimeWindow};
 use crate::protocol::claims::{self, AuthorizationRequest};
 use crate::protocol::mint::UserToMint;
@@ -54,6 +55,8 @@ pub struct GrantRules {
     pub default_lifetime_secs: u64,
     /// Longest lifetime, in seconds; longer grants are shortened.
     pub max_lifetime_secs: u64,
+    /// The most the policy may ever grant.
+    pub ceiling: Ceiling,
 }
 
 /// Why the rules refused a grant: the deny reason, typed. Every text it
@@ -120,6 +123,12 @@ pub enum RuleRefusal {
     },
     #[error("client connects as {client}, outside the granted connection types [{granted}]")]
     ConnectionTypeNotGranted { client: String, granted: String },
+    #[error("policy granted the {what} subject {subject}, which is outside the operator's ceiling")]
+    SubjectAboveCeiling { what: &'static str, subject: Quoted },
+    #[error("policy asked for a lifetime of {asked} s, above the ceiling's {max} s")]
+    LifetimeAboveCeiling { asked: u64, max: u64 },
+    #[error("policy granted the connection type {0}, which is outside the operator's ceiling")]
+    ConnectionTypeAboveCeiling(&'static str),
 }
 
 impl RuleRefusal {
@@ -156,6 +165,9 @@ impl RuleRefusal {
             | RuleRefusal::OutsideWindows { .. } => "time_window",
             RuleRefusal::UnknownConnectionType { .. }
             | RuleRefusal::ConnectionTypeNotGranted { .. } => "connection_type",
+            RuleRefusal::SubjectAboveCeiling { .. }
+            | RuleRefusal::LifetimeAboveCeiling { .. }
+            | RuleRefusal::ConnectionTypeAboveCeiling(_) => "ceiling",
         }
     }
 }
@@ -185,6 +197,7 @@ impl GrantRules {
         request: &AuthorizationRequest,
     ) -> Result<CheckedGrant, RuleRefusal> {
         self.check_account(&grant.account)?;
+        let grant = &self.ceiling.apply(grant)?;
         check_permissions(grant)?;
         check_name_and_tags(grant)?;
         let limits = &grant.limits;
@@ -194,7 +207,9 @@ impl GrantRules {
         check_time_windows(&limits.times, zone, chrono::Utc::now())?;
         check_connection_type(&grant.connection_types, &request.client_info)?;
 
-        let asked = grant.expires_in_secs.unwrap_or(self.default_lifetime_secs);
+        let asked = grant
+            .expires_in_secs
+            .unwrap_or_else(|| self.ceiling.default_lifetime(self.default_lifetime_secs));
         Ok(CheckedGrant {
             account: grant.account.clone(),
             name: grant.name.clone().filter(|n| !n.is_empty()),
@@ -500,7 +515,25 @@ fn check_connection_type(
     })
 }
 
-fn connection_type(t: ConnectionType) -> &'static str {
+/// Every connection type, by the name user JWTs give it.
+const CONNECTION_TYPES: [ConnectionType; 7] = [
+    ConnectionType::Standard,
+    ConnectionType::Websocket,
+    ConnectionType::Leafnode,
+    ConnectionType::LeafnodeWebsocket,
+    ConnectionType::Mqtt,
+    ConnectionType::MqttWebsocket,
+    ConnectionType::InProcess,
+];
+
+/// The connection type a user JWT names `name` (`STANDARD`, `MQTT_WS`...).
+pub fn connection_type_named(name: &str) -> Option<ConnectionType> {
+    CONNECTION_TYPES
+        .into_iter()
+        .find(|t| connection_type(*t) == name)
+}
+
+pub(super) fn connection_type(t: ConnectionType) -> &'static str {
     match t {
         ConnectionType::Standard => "STANDARD",
         ConnectionType::Websocket => "WEBSOCKET",
@@ -592,6 +625,7 @@ mod tests {
             accounts: Accounts::Listed(vec!["APP".into()]),
             default_lifetime_secs: 60,
             max_lifetime_secs: 600,
+            ceiling: Default::default(),
         }
     }
 
