@@ -35,7 +35,7 @@ fn token_request(server: &FakeServer, registry: &Registry) -> (Vec<u8>, Option<S
     let own_xkey = registry.verifier().xkey();
     let request = server.request(opts, own_xkey.is_some());
     let service_xkey = own_xkey.map(|x| XKey::from_public_key(x.public_key()).expect("xkey"));
-    let issuer = registry.issuers().next().expect("one binding");
+    let issuer = registry.accounts().next().expect("one binding");
     server.encode(issuer, request, service_xkey.as_ref())
 }
 

@@ -44,13 +44,59 @@ pub enum ConfigError {
 pub struct Config {
     pub nats: NatsConfig,
     pub issuer: IssuerConfig,
-    pub policy: PolicyConfig,
+    /// The one policy of a single-tenant service (the tenant `default`,
+    /// which every request routes to). Exclusive with `[[tenant]]`.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// The tenants of a multi-tenant service, each with its own policy and
+    /// route; read `tenants` for either form.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
     #[serde(default)]
     pub service: ServiceConfig,
     /// Operator mode: the accounts a policy may place users into, by the
     /// names the policy uses. Absent in config mode.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountConfig>,
+}
+
+/// `[[tenant]]`: one tenant's policy, and which requests are its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Shown in every log line of the tenant's requests.
+    pub name: String,
+    /// Which requests are this tenant's; the first tenant whose route
+    /// matches takes a request.
+    #[serde(default)]
+    pub route: RouteConfig,
+    /// Requests of this tenant evaluated at once (default: `[service]
+    /// max_in_flight`): a tenant whose policy is slow then waits on its own
+    /// share and cannot hold every slot.
+    pub max_in_flight: Option<usize>,
+    pub policy: PolicyConfig,
+}
+
+/// `[tenant.route]`: what a request must show to be the tenant's. Every key
+/// given must match; a route with none matches every request (a catch-all,
+/// allowed only for the last tenant).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The user name the client sent ends with this (`"@acme"`).
+    pub user_suffix: Option<String>,
+    /// The user name starts with this.
+    pub user_prefix: Option<String>,
+    /// The token the client sent starts with this (`"acme_"`).
+    pub token_prefix: Option<String>,
+    /// The client's connection name starts with this.
+    pub connection_name_prefix: Option<String>,
+}
+
+impl RouteConfig {
+    pub fn is_catch_all(&self) -> bool {
+        *self == RouteConfig::default()
+    }
 }
 
 /// `[accounts.NAME]` (operator mode): the account a policy's name stands
@@ -240,6 +286,11 @@ pub struct ServiceConfig {
     /// one per core.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// With tenants: stop at start-up when any tenant's policy fails to load,
+    /// instead of denying that tenant's requests and serving the others. (A
+    /// single `[policy]` always stops.)
+    #[serde(default)]
+    pub strict_start: bool,
 }
 
 impl Default for ServiceConfig {
@@ -248,6 +299,7 @@ impl Default for ServiceConfig {
             max_in_flight: default_max_in_flight(),
             expiry_leeway_ms: default_expiry_leeway_ms(),
             worker_threads: None,
+            strict_start: false,
         }
     }
 }
@@ -295,6 +347,12 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        config
+            .gather_tenants()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config.validate().map_err(|message| ConfigError::Invalid {
@@ -304,20 +362,51 @@ impl Config {
         Ok(config)
     }
 
+    /// Makes a single `[policy]` the tenant `default`, so the rest of the
+    /// host sees tenants only.
+    fn gather_tenants(&mut self) -> Result<(), String> {
+        match (self.policy.take(), self.tenants.is_empty()) {
+            (Some(_), false) => Err("[policy] and [[tenant]] are exclusive: a single policy, or tenants each with their own".into()),
+            (None, true) => Err("missing [policy] (or [[tenant]] tables)".into()),
+            (Some(policy), true) => {
+                self.policy = Some(policy.clone());
+                self.tenants = vec![TenantConfig {
+                    name: DEFAULT_TENANT.into(),
+                    route: RouteConfig::default(),
+                    max_in_flight: None,
+                    policy,
+                }];
+                Ok(())
+            }
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// Whether the configuration has one `[policy]` rather than tenants.
+    pub fn single_policy(&self) -> bool {
+        self.policy.is_some()
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         };
-        resolve(&mut self.policy.wasm);
-        if let Some(dir) = self
-            .policy
-            .cache_dir
-            .as_mut()
-            .filter(|d| !d.as_os_str().is_empty())
+        for policy in self
+            .tenants
+            .iter_mut()
+            .map(|t| &mut t.policy)
+            .chain(self.policy.as_mut())
         {
-            resolve(dir);
+            resolve(&mut policy.wasm);
+            if let Some(dir) = policy
+                .cache_dir
+                .as_mut()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                resolve(dir);
+            }
         }
         for p in [
             &mut self.nats.nkey_seed_file,
@@ -343,7 +432,7 @@ impl Config {
                 "[issuer] seed_file is missing (or set the environment variable {ENV_ISSUER_SEED})"
             ));
         }
-        self.validate_policy()?;
+        self.validate_tenants()?;
         self.validate_accounts()?;
         self.validate_service()
     }
@@ -362,9 +451,9 @@ impl Config {
             return Ok(());
         }
         if let Some(missing) = self
-            .policy
-            .accounts
+            .tenants
             .iter()
+            .flat_map(|tenant| &tenant.policy.accounts)
             .find(|name| !self.accounts.contains_key(*name))
         {
             return Err(format!(
@@ -420,8 +509,46 @@ impl Config {
         Ok(())
     }
 
-    fn validate_policy(&self) -> Result<(), String> {
-        let policy = &self.policy;
+    fn validate_tenants(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let single = self.single_policy();
+            let named = |message: String| {
+                if single {
+                    message
+                } else {
+                    format!("[[tenant]] {:?}: {message}", tenant.name)
+                }
+            };
+            if tenant.name.is_empty()
+                || !crate::untrusted::is_printable(&tenant.name)
+                || !names.insert(tenant.name.as_str())
+            {
+                return Err(format!(
+                    "[[tenant]] name {:?} is empty, not printable or used twice",
+                    tenant.name
+                ));
+            }
+            if tenant.route.is_catch_all() && i + 1 < self.tenants.len() {
+                return Err(named("its route matches every request, so the tenants after it would never be reached: give it a route, or move it last".into()));
+            }
+            if let Some(share) = tenant.max_in_flight
+                && !(1..=self.service.max_in_flight).contains(&share)
+            {
+                return Err(named(format!(
+                    "max_in_flight = {share} is outside 1..=[service] max_in_flight ({})",
+                    self.service.max_in_flight
+                )));
+            }
+            tenant.policy.validate().map_err(named)?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyConfig {
+    fn validate(&self) -> Result<(), String> {
+        let policy = self;
         policy.ceiling.validate()?;
         if policy.accounts.is_empty() {
             return Err(
@@ -469,7 +596,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     fn validate_service(&self) -> Result<(), String> {
         if self.service.max_in_flight == 0 || self.service.max_in_flight > 4096 {
             return Err(format!(
@@ -486,37 +615,41 @@ impl Config {
         }
         Ok(())
     }
+}
 
+/// The name of the one tenant of a single-policy configuration.
+pub const DEFAULT_TENANT: &str = "default";
+
+impl PolicyConfig {
     /// Instances kept idle for reuse: none without reuse, else the setting or
     /// twice the worker threads, never more than `max_in_flight`.
-    pub fn max_idle_instances(&self) -> usize {
-        if self.policy.calls_per_instance <= 1 {
+    pub fn max_idle_instances(&self, service: &ServiceConfig) -> usize {
+        if self.calls_per_instance <= 1 {
             return 0;
         }
-        let workers = self.service.worker_threads.unwrap_or_else(|| {
+        let workers = service.worker_threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         });
-        self.policy
-            .max_idle_instances
+        self.max_idle_instances
             .unwrap_or(2 * workers)
-            .min(self.service.max_in_flight)
+            .min(service.max_in_flight)
     }
 
-    /// The compiled-policy cache this configuration asks for, if any.
-    pub fn policy_cache(&self) -> Option<CompiledCache> {
-        CompiledCache::configured(self.policy.cache_dir.as_deref())
+    /// The compiled-policy cache this policy asks for, if any.
+    pub fn cache(&self) -> Option<CompiledCache> {
+        CompiledCache::configured(self.cache_dir.as_deref())
     }
 
     /// The policy to load, with its settings and limits.
-    pub fn policy_source(&self) -> PolicySource {
+    pub fn source(&self, service: &ServiceConfig) -> PolicySource {
         PolicySource {
-            wasm: self.policy.wasm.clone(),
+            wasm: self.wasm.clone(),
             settings_json: self.settings_json(),
             limits: PolicyLimits {
-                timeout: Duration::from_millis(self.policy.timeout_ms),
-                memory_bytes: usize::try_from(self.policy.memory_mb << 20).unwrap_or(usize::MAX),
-                calls_per_instance: self.policy.calls_per_instance,
-                max_idle_instances: self.max_idle_instances(),
+                timeout: Duration::from_millis(self.timeout_ms),
+                memory_bytes: usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX),
+                calls_per_instance: self.calls_per_instance,
+                max_idle_instances: self.max_idle_instances(service),
             },
         }
     }
@@ -524,16 +657,16 @@ impl Config {
     /// What the policy may grant.
     pub fn grant_rules(&self) -> GrantRules {
         GrantRules {
-            accounts: Accounts::Listed(self.policy.accounts.clone()),
-            default_lifetime_secs: self.policy.default_lifetime_secs,
-            max_lifetime_secs: self.policy.max_lifetime_secs,
-            ceiling: self.policy.ceiling.to_ceiling(),
+            accounts: Accounts::Listed(self.accounts.clone()),
+            default_lifetime_secs: self.default_lifetime_secs,
+            max_lifetime_secs: self.max_lifetime_secs,
+            ceiling: self.ceiling.to_ceiling(),
         }
     }
 
     /// The policy's settings as the JSON text handed to its `init`.
     pub fn settings_json(&self) -> String {
-        serde_json::to_string(&self.policy.settings).unwrap_or_else(|_| "{}".into())
+        serde_json::to_string(&self.settings).unwrap_or_else(|_| "{}".into())
     }
 }
 
@@ -621,6 +754,11 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The policy of a single-policy configuration.
+    fn policy(config: &Config) -> &PolicyConfig {
+        &config.tenants[0].policy
+    }
+
     fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("callout.toml");
         std::fs::write(&path, text).unwrap();
@@ -655,15 +793,15 @@ tokens = { s3cr3t = { account = "APP" } }
     fn resolves_relative_paths_and_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::load(&write(dir.path(), GOOD)).unwrap();
-        assert_eq!(config.policy.wasm, dir.path().join("policy.wasm"));
+        assert_eq!(policy(&config).wasm, dir.path().join("policy.wasm"));
         assert_eq!(
-            config.issuer.seed_file.unwrap(),
-            dir.path().join("keys/issuer.seed")
+            config.issuer.seed_file.as_deref(),
+            Some(dir.path().join("keys/issuer.seed").as_path())
         );
         assert_eq!(config.nats.queue_group, "nats-callout");
-        assert_eq!(config.policy.deny, DenyMode::Error);
-        assert_eq!(config.policy.timeout_ms, 100);
-        assert_eq!(config.policy.calls_per_instance, 1);
+        assert_eq!(policy(&config).deny, DenyMode::Error);
+        assert_eq!(policy(&config).timeout_ms, 100);
+        assert_eq!(policy(&config).calls_per_instance, 1);
     }
 
     #[test]
@@ -671,24 +809,24 @@ tokens = { s3cr3t = { account = "APP" } }
         let dir = tempfile::tempdir().unwrap();
         let moved = with_policy_lines("cache_dir = \"cache\"");
         let config = Config::load(&write(dir.path(), &moved)).unwrap();
-        let cache = config.policy_cache().expect("a cache");
+        let cache = policy(&config).cache().expect("a cache");
         assert_eq!(cache.dir(), dir.path().join("cache"));
         let off = with_policy_lines("cache_dir = \"\"");
         let config = Config::load(&write(dir.path(), &off)).unwrap();
-        assert!(config.policy_cache().is_none());
+        assert!(policy(&config).cache().is_none());
     }
 
     #[test]
     fn idle_instances_only_with_reuse_and_never_above_max_in_flight() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::load(&write(dir.path(), GOOD)).unwrap();
-        assert_eq!(config.max_idle_instances(), 0);
+        assert_eq!(policy(&config).max_idle_instances(&config.service), 0);
         let reuse = with_policy_lines("calls_per_instance = 10\nmax_idle_instances = 500")
             + "[service]\nmax_in_flight = 8\nworker_threads = 3\n";
         let mut config = Config::load(&write(dir.path(), &reuse)).unwrap();
-        assert_eq!(config.max_idle_instances(), 8);
-        config.policy.max_idle_instances = None;
-        assert_eq!(config.max_idle_instances(), 6);
+        assert_eq!(policy(&config).max_idle_instances(&config.service), 8);
+        config.tenants[0].policy.max_idle_instances = None;
+        assert_eq!(policy(&config).max_idle_instances(&config.service), 6);
     }
 
     #[test]
@@ -792,7 +930,7 @@ tokens = { s3cr3t = { account = "APP" } }
             "{GOOD}\n[policy.ceiling]\npublish = [\"app.>\"]\nconnection_types = [\"STANDARD\", \"MQTT_WS\"]\n"
         );
         let config = Config::load(&write(dir.path(), &ceiling)).unwrap();
-        let rules = config.grant_rules().ceiling;
+        let rules = policy(&config).grant_rules().ceiling;
         assert_eq!(rules.publish, Some(vec!["app.>".to_string()]));
         assert_eq!(rules.subscribe, None);
         assert_eq!(rules.connection_types.map(|t| t.len()), Some(2));
@@ -812,12 +950,88 @@ tokens = { s3cr3t = { account = "APP" } }
         assert!(error.contains("CARRIER_PIGEON"), "{error}");
     }
 
+    /// `GOOD` with its `[policy]` made the tables of tenants, each given as
+    /// (name, route line, extra policy lines).
+    fn with_tenants(tenants: &[(&str, &str, &str)]) -> String {
+        let head = &GOOD[..GOOD.find("[policy]").unwrap()];
+        let mut text = head.to_string();
+        for (name, route, extra) in tenants {
+            text += &format!(
+                "[[tenant]]\nname = \"{name}\"\n{route}\n[tenant.policy]\nwasm = \"{name}.wasm\"\naccounts = [\"APP\"]\n{extra}\n"
+            );
+        }
+        text
+    }
+
+    #[test]
+    fn tenants_are_read_in_order_with_their_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = with_tenants(&[
+            (
+                "acme",
+                "route = { user_suffix = \"@acme\" }\nmax_in_flight = 8",
+                "",
+            ),
+            ("rest", "", "timeout_ms = 50"),
+        ]);
+        let config = Config::load(&write(dir.path(), &text)).unwrap();
+        assert!(!config.single_policy());
+        let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["acme", "rest"]);
+        assert_eq!(
+            config.tenants[0].route.user_suffix.as_deref(),
+            Some("@acme")
+        );
+        assert_eq!(config.tenants[0].max_in_flight, Some(8));
+        assert!(config.tenants[1].route.is_catch_all());
+        assert_eq!(config.tenants[1].policy.timeout_ms, 50);
+        assert_eq!(config.tenants[1].policy.wasm, dir.path().join("rest.wasm"));
+
+        // A single [policy] is the tenant "default", taking everything.
+        let single = Config::load(&write(dir.path(), GOOD)).unwrap();
+        assert!(single.single_policy());
+        assert_eq!(single.tenants.len(), 1);
+        assert_eq!(single.tenants[0].name, DEFAULT_TENANT);
+        assert!(single.tenants[0].route.is_catch_all());
+    }
+
+    #[test]
+    fn tenant_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = |text: String| {
+            Config::load(&write(dir.path(), &text))
+                .unwrap_err()
+                .to_string()
+        };
+        let catch_all_first = with_tenants(&[
+            ("rest", "", ""),
+            ("acme", "route = { user_suffix = \"@acme\" }", ""),
+        ]);
+        assert!(error(catch_all_first).contains("\"rest\": its route matches every request"));
+        let twice = with_tenants(&[("a", "route = { user_prefix = \"a\" }", ""), ("a", "", "")]);
+        assert!(error(twice).contains("used twice"));
+        let greedy = with_tenants(&[("a", "max_in_flight = 65", "")]);
+        assert!(
+            error(greedy)
+                .contains("max_in_flight = 65 is outside 1..=[service] max_in_flight (64)")
+        );
+        let bad_policy = with_tenants(&[("a", "", "timeout_ms = 0")]);
+        assert!(error(bad_policy).contains("[[tenant]] \"a\": [policy] timeout_ms = 0"));
+        let both = GOOD.to_string()
+            + "\n[[tenant]]\nname = \"x\"\n[tenant.policy]\nwasm = \"x\"\naccounts = [\"APP\"]\n";
+        assert!(error(both).contains("[policy] and [[tenant]] are exclusive"));
+        let neither = GOOD[..GOOD.find("[policy]").unwrap()].to_string();
+        assert!(error(neither).contains("missing [policy] (or [[tenant]] tables)"));
+        let unknown_route = with_tenants(&[("a", "route = { header = \"x\" }", "")]);
+        assert!(error(unknown_route).contains("unknown field `header`"));
+    }
+
     #[test]
     fn settings_become_json() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::load(&write(dir.path(), GOOD)).unwrap();
         assert_eq!(
-            config.settings_json(),
+            policy(&config).settings_json(),
             r#"{"tokens":{"s3cr3t":{"account":"APP"}}}"#
         );
     }

@@ -305,6 +305,9 @@ pub struct CalloutSpec<'a> {
     pub extra_issuer_toml: &'a str,
     /// More tables, after all the others (such as `[accounts.NAME]`).
     pub extra_toml: &'a str,
+    /// Instead of `[policy]`: `[[tenant]]` tables (and anything else), as
+    /// written.
+    pub tenants_toml: Option<&'a str>,
 }
 
 impl<'a> CalloutSpec<'a> {
@@ -319,6 +322,7 @@ impl<'a> CalloutSpec<'a> {
             nkey_auth: false,
             extra_issuer_toml: "",
             extra_toml: "",
+            tenants_toml: None,
         }
     }
 
@@ -384,19 +388,19 @@ seed_file = "issuer.seed"
 {xkey_line}
 {extra_issuer}
 
-[policy]
-wasm = "{wasm}"
-accounts = [{accounts}]
-{extra}
-
-[policy.settings]
-{settings}
+{policy}
 
 {extra_toml}
 "#,
-            wasm = policy_wasm(spec.policy).display(),
-            extra = spec.extra_policy_toml,
-            settings = spec.settings_toml,
+            policy = match spec.tenants_toml {
+                Some(tenants) => tenants.to_string(),
+                None => format!(
+                    "[policy]\nwasm = \"{wasm}\"\naccounts = [{accounts}]\n{extra}\n\n[policy.settings]\n{settings}\n",
+                    wasm = policy_wasm(spec.policy).display(),
+                    extra = spec.extra_policy_toml,
+                    settings = spec.settings_toml,
+                ),
+            },
             extra_issuer = spec.extra_issuer_toml,
             extra_toml = spec.extra_toml,
         );

@@ -64,7 +64,7 @@ pub async fn run(input: CheckInput) -> anyhow::Result<Value> {
     // A throwaway issuer: the same signing and size limits as `serve`.
     let issuer = AccountKey::identity(FastSigner::new(&nkeys::KeyPair::new_account())?);
     let binding = Binding::new(issuer, Placement::Config, decider, DenyMode::Error);
-    let policy = binding.decider().policy();
+    let policy = decider_policy(&binding)?;
     let verified = VerifiedRequest::unsigned(request, binding.account());
     let mut verdict = binding.decide(&verified).await;
     let reply = binding.respond(&verified, &mut verdict, None);
@@ -110,6 +110,14 @@ pub async fn run(input: CheckInput) -> anyhow::Result<Value> {
         report.extend(fields.clone());
     }
     Ok(report)
+}
+
+/// The policy of a binding built from a loaded decider.
+fn decider_policy(binding: &Binding) -> anyhow::Result<&LoadedPolicy> {
+    binding
+        .decider()
+        .map(crate::authz::Decider::policy)
+        .context("the policy is loaded")
 }
 
 /// Calls the policy `repeat` times in a row and reports the median and 99th

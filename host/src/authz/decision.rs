@@ -48,6 +48,12 @@ pub enum DenyReason {
     /// user JWT larger than nats-server accepts).
     #[error(transparent)]
     Response(Arc<ResponseError>),
+    /// No tenant's route takes the request.
+    #[error("no tenant's route takes this request")]
+    NoRoute,
+    /// The tenant's policy did not load; the other tenants are served.
+    #[error("the tenant's policy is unavailable: {0}")]
+    TenantUnavailable(Arc<str>),
 }
 
 impl DenyReason {
@@ -72,6 +78,8 @@ impl DenyReason {
             DenyReason::CallFailed(error) => ("call", error.kind()),
             DenyReason::Rule(refusal) => ("rule", refusal.kind()),
             DenyReason::Refused(Refusal::NotEncrypted) => ("request", "not_encrypted"),
+            DenyReason::NoRoute => ("tenant", "no_route"),
+            DenyReason::TenantUnavailable(_) => ("tenant", "unavailable"),
             DenyReason::Response(error) => (
                 "response",
                 match **error {
@@ -88,6 +96,8 @@ impl DenyReason {
 /// escaped and bounded.
 #[derive(Debug, Clone)]
 pub struct DecisionRecord {
+    /// The tenant whose policy decided (`-` when no route took the request).
+    pub tenant: Arc<str>,
     pub client_id: Option<u64>,
     pub client_host: Option<String>,
     /// The user name the client sent, else its connection name.
@@ -107,6 +117,7 @@ impl DecisionRecord {
     /// The record of `verdict` on `request`.
     pub fn new(
         request: &AuthorizationRequest,
+        tenant: &str,
         verdict: &Verdict,
         silent: bool,
         micros: u64,
@@ -120,6 +131,7 @@ impl DecisionRecord {
             Verdict::Deny(reason) => (None, Some(reason.clone()), None),
         };
         DecisionRecord {
+            tenant: tenant.into(),
             client_id: request.client_info.id,
             client_host: shown(&request.client_info.host),
             user: shown(&request.connect_opts.user).or_else(|| shown(&request.connect_opts.name)),
@@ -149,6 +161,7 @@ impl DecisionRecord {
         let class = self.deny.as_ref().map(DenyReason::class);
         tracing::info!(
             target: DECISION_LOG,
+            tenant = &*self.tenant,
             client_id = self.client_id,
             client_host = self.client_host.as_deref().unwrap_or("-"),
             user = self.user.as_deref().unwrap_or("-"),

@@ -241,16 +241,24 @@ impl Verifier {
         {
             return Err(DropReason::XkeyMismatch);
         }
-        if let Some(exp) = claims.exp
-            && exp > 0
-        {
-            let late_ms = (unix_now() - exp).saturating_mul(1000);
-            let leeway_ms = i64::try_from(self.expiry_leeway.as_millis()).unwrap_or(i64::MAX);
-            if late_ms > leeway_ms {
-                return Err(DropReason::Expired(late_ms / 1000));
-            }
+        match self.late_by(claims.exp) {
+            Some(late) => Err(DropReason::Expired(late)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// How many seconds past its expiry (and the leeway) a request is, if it
+    /// is: the server has given up on it. Checked when it arrives, and again
+    /// when it has waited for a slot.
+    pub fn late_secs(&self, request: &VerifiedRequest) -> Option<i64> {
+        self.late_by(request.claims.exp)
+    }
+
+    fn late_by(&self, exp: Option<i64>) -> Option<i64> {
+        let exp = exp.filter(|exp| *exp > 0)?;
+        let late_ms = (unix_now() - exp).saturating_mul(1000);
+        let leeway_ms = i64::try_from(self.expiry_leeway.as_millis()).unwrap_or(i64::MAX);
+        (late_ms > leeway_ms).then_some(late_ms / 1000)
     }
 }
 

@@ -2,17 +2,21 @@
 //! responses with, where its users go and who signs their JWTs, the
 //! [`Decider`] that judges its requests, and what it does with a deny.
 
+use std::sync::Arc;
+
 use crate::authz::{Decider, DenyReason, RuleRefusal, Verdict};
 use crate::config::DenyMode;
 use crate::protocol::mint::{self, AccountKey, Placement, Seal};
 use crate::protocol::verify::{VerifiedRequest, unix_now};
-use crate::untrusted::Quoted;
+use crate::untrusted::{Quoted, reason_text};
 
 /// One auth account's policy, rules and keys.
 pub struct Binding {
     issuer: AccountKey,
     placement: Placement,
-    decider: Decider,
+    /// The decider, or why the tenant's policy did not load (its requests
+    /// are then denied with that reason).
+    decider: Result<Decider, Arc<str>>,
     deny_mode: DenyMode,
 }
 
@@ -27,7 +31,23 @@ impl Binding {
         Binding {
             issuer,
             placement,
-            decider,
+            decider: Ok(decider),
+            deny_mode,
+        }
+    }
+
+    /// A binding whose policy did not load, for `why`: it denies every
+    /// request, and the other tenants are served.
+    pub fn unavailable(
+        issuer: AccountKey,
+        placement: Placement,
+        why: &str,
+        deny_mode: DenyMode,
+    ) -> Binding {
+        Binding {
+            issuer,
+            placement,
+            decider: Err(reason_text(&why).into()),
             deny_mode,
         }
     }
@@ -43,13 +63,17 @@ impl Binding {
         self.issuer.key.public()
     }
 
-    pub fn decider(&self) -> &Decider {
-        &self.decider
+    /// The decider, unless the policy did not load.
+    pub fn decider(&self) -> Option<&Decider> {
+        self.decider.as_ref().ok()
     }
 
     /// Asks the policy and checks its grant.
     pub async fn decide(&self, request: &VerifiedRequest) -> Verdict {
-        self.decider.decide(request).await
+        match &self.decider {
+            Ok(decider) => decider.decide(request).await,
+            Err(why) => Verdict::Deny(DenyReason::TenantUnavailable(why.clone())),
+        }
     }
 
     /// Signs (and seals) the response to `verdict`; `None` for a silent deny.

@@ -1,6 +1,7 @@
 //! The composition root: from a configuration to a running service. Keys,
-//! a sandbox sized for every binding, the policy compiled and initialized,
-//! its binding in the registry; then [`run`](super::run) until shutdown.
+//! a sandbox sized for every tenant, each tenant's policy compiled and
+//! initialized, its binding in the registry behind its route; then
+//! [`run`](super::run) until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,44 +9,87 @@ use std::time::{Duration, Instant};
 
 use super::{Binding, Registry};
 use crate::authz::Decider;
-use crate::config::Config;
+use crate::config::{Config, TenantConfig};
 use crate::keys;
-use crate::policy::{Sandbox, SandboxLimits};
+use crate::policy::{PolicySource, Sandbox, SandboxLimits};
 use crate::protocol::verify::Verifier;
 
 /// Builds the service `config` describes and serves until `shutdown`.
 pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (issuer, xkey) = keys::load_issuer(config)?;
-    let source = config.policy_source();
+    let (_, xkey) = keys::load_issuer(config)?;
+    let service = &config.service;
+    let sources: Vec<PolicySource> = config
+        .tenants
+        .iter()
+        .map(|tenant| tenant.policy.source(service))
+        .collect();
     let sandbox = Sandbox::new(SandboxLimits::for_policies(
-        config.service.max_in_flight,
-        [&source.limits],
+        service.max_in_flight,
+        sources.iter().map(|source| &source.limits),
     ))
     .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let started = Instant::now();
-    let decider = Decider::load(
-        &sandbox,
-        &source,
-        config.grant_rules(),
-        config.policy_cache().as_ref(),
-    )
-    .await?;
+    let leeway = Duration::from_millis(service.expiry_leeway_ms);
+    let mut registry = Registry::new(Verifier::new(xkey.map(Arc::new), leeway))
+        .with_in_flight(service.max_in_flight);
+    for (tenant, source) in config.tenants.iter().zip(&sources) {
+        let binding = tenant_binding(config, tenant, source, &sandbox).await?;
+        let account = binding.account().to_string();
+        registry.insert_tenant(
+            account,
+            &tenant.name,
+            tenant.route.clone(),
+            tenant.max_in_flight,
+            binding,
+        );
+    }
     release_freed_memory();
-    let policy = decider.policy();
+    super::run(config, Arc::new(registry), shutdown).await
+}
+
+/// One tenant's binding: its policy loaded, or — when it fails to load and
+/// the service has several tenants, not started strictly — a binding that
+/// denies the tenant's requests with the reason, so the others are served.
+async fn tenant_binding(
+    config: &Config,
+    tenant: &TenantConfig,
+    source: &PolicySource,
+    sandbox: &Arc<Sandbox>,
+) -> anyhow::Result<Binding> {
+    let (issuer, _) = keys::load_issuer(config)?;
+    let placement = keys::load_placement(config, &issuer.account)?;
+    let policy = &tenant.policy;
+    let started = Instant::now();
+    let loaded = Decider::load(
+        sandbox,
+        source,
+        policy.grant_rules(),
+        policy.cache().as_ref(),
+    )
+    .await;
+    let decider = match loaded {
+        Ok(decider) => decider,
+        Err(error) if !config.single_policy() && !config.service.strict_start => {
+            tracing::error!(tenant = %tenant.name, %error, "the tenant's policy did not load: its requests are denied, the other tenants are served");
+            return Ok(Binding::unavailable(
+                issuer,
+                placement,
+                &error.to_string(),
+                policy.deny,
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let loaded = decider.policy();
     tracing::info!(
-        policy = policy.name(),
-        sha256 = policy.digest(),
-        from_cache = policy.loaded_from_cache(),
+        tenant = %tenant.name,
+        policy = loaded.name(),
+        sha256 = loaded.digest(),
+        from_cache = loaded.loaded_from_cache(),
         load_ms = started.elapsed().as_millis() as u64,
         calls_per_instance = source.limits.calls_per_instance,
         "policy loaded"
     );
-    let placement = keys::load_placement(config, &issuer.account)?;
-    let binding = Binding::new(issuer, placement, decider, config.policy.deny);
-    let leeway = Duration::from_millis(config.service.expiry_leeway_ms);
-    let mut registry = Registry::new(Verifier::new(xkey.map(Arc::new), leeway));
-    registry.add(binding);
-    super::run(config, Arc::new(registry), shutdown).await
+    Ok(Binding::new(issuer, placement, decider, policy.deny))
 }
 
 /// Hands the heap memory freed after compiling a policy (hundreds of MiB for a

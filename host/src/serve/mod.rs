@@ -6,6 +6,7 @@ mod binding;
 mod launch;
 mod nats;
 mod registry;
+mod route;
 mod shutdown;
 
 use std::future::Future;
@@ -34,13 +35,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (client, mut requests) = nats::subscribe(config).await?;
-    for binding in registry.bindings() {
-        let policy = binding.decider().policy();
+    for (tenant, binding) in registry.tenants() {
+        let policy = binding.decider().map(|decider| decider.policy());
         tracing::info!(
             subject = AUTH_SUBJECT,
             queue_group = %config.nats.queue_group,
-            policy = policy.name(),
-            policy_sha256 = policy.digest(),
+            tenant,
+            policy = policy.map_or("(unavailable)", |p| p.name()),
+            policy_sha256 = policy.map_or("-", |p| p.digest()),
             account = binding.account(),
             signer = binding.signer(),
             operator_mode = config.operator_mode(),
@@ -48,7 +50,12 @@ pub async fn run(
             "serving auth callout requests"
         );
     }
-    let in_flight = Arc::new(Semaphore::new(config.service.max_in_flight));
+    // Messages taken from the subscription and not answered yet: the
+    // registry bounds the policy calls (per tenant and in all); this bounds
+    // the requests waiting for one, so a storm is held in NATS, not here.
+    let waiting = Arc::new(Semaphore::new(
+        config.service.max_in_flight.saturating_mul(16).max(256),
+    ));
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -61,7 +68,7 @@ pub async fn run(
         };
         // Reap finished tasks so the set does not grow with traffic.
         while tasks.try_join_next().is_some() {}
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        let Ok(permit) = waiting.clone().acquire_owned().await else {
             break;
         };
         let (registry, client) = (registry.clone(), client.clone());
@@ -73,7 +80,7 @@ pub async fn run(
 
 /// Answers one message and logs the decision, or why it was dropped. The
 /// permit is given back once the decision is made: publishing the reply
-/// does not hold a policy call's place.
+/// does not hold a waiting request's place.
 async fn answer(
     registry: Arc<Registry>,
     client: Client,

@@ -1,23 +1,43 @@
-//! The registry: verifies each request once, then routes it to the binding
-//! of the issuer account it names (`sub`). Each binding sits in a swappable
-//! cell: replacing it (a reload) takes effect for the next request, while
-//! requests in flight finish on the binding they started with.
+//! The registry: verifies each request once, then routes it to a tenant —
+//! the bindings of the account the request names (`sub`), tried in order by
+//! their routes. Each binding sits in a swappable cell: replacing it (a
+//! reload) takes effect for the next request, while requests in flight
+//! finish on the binding they started with.
+//!
+//! Fairness: a tenant's requests wait on the tenant's own in-flight budget
+//! before they take one of the service's `max_in_flight` slots, so a tenant
+//! whose policy burns its whole deadline on every call fills its own share,
+//! not everyone's. A request that waited past its expiry is dropped there,
+//! before any policy runs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
 
 use super::binding::Binding;
-use crate::authz::DecisionRecord;
+use super::route;
+use crate::authz::{DecisionRecord, DenyReason, Verdict};
+use crate::config::{DEFAULT_TENANT, RouteConfig};
 use crate::protocol::verify::{DropReason, VerifiedRequest, Verifier};
 use crate::untrusted::Quoted;
 
-/// The bindings one subscription serves, by issuer account.
+/// The tenants one subscription serves, by account.
 pub struct Registry<B = Binding> {
     verifier: Verifier,
-    bindings: BTreeMap<String, ArcSwap<B>>,
+    accounts: BTreeMap<String, Vec<Tenant<B>>>,
+    /// Policy calls running at once, all tenants together.
+    in_flight: Semaphore,
+}
+
+/// One tenant: its route, its binding and its share of the calls.
+struct Tenant<B> {
+    name: Arc<str>,
+    route: RouteConfig,
+    binding: ArcSwap<B>,
+    budget: Semaphore,
 }
 
 /// A request answered: the response to publish (none for a silent deny) and
@@ -28,94 +48,167 @@ pub struct Handled {
 }
 
 impl<B> Registry<B> {
+    /// A registry whose calls are bounded only by each tenant's budget.
     pub fn new(verifier: Verifier) -> Registry<B> {
         Registry {
             verifier,
-            bindings: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            in_flight: Semaphore::new(Semaphore::MAX_PERMITS),
         }
     }
 
-    /// Adds `binding` for requests naming `issuer` (an account public key).
-    pub(crate) fn insert(&mut self, issuer: String, binding: B) {
-        self.bindings.insert(issuer, ArcSwap::from_pointee(binding));
+    /// At most `max_in_flight` policy calls at once, all tenants together.
+    pub fn with_in_flight(mut self, max_in_flight: usize) -> Registry<B> {
+        self.in_flight = Semaphore::new(max_in_flight.clamp(1, Semaphore::MAX_PERMITS));
+        self
     }
 
-    /// Replaces the binding for `issuer` and returns the one it replaced;
-    /// `None` (and no change) when no binding serves `issuer`. This is the
-    /// reload hook: a new binding is built off the request path, then
-    /// swapped in.
-    pub(crate) fn replace(&self, issuer: &str, binding: B) -> Option<Arc<B>> {
-        let cell = self.bindings.get(issuer)?;
-        Some(cell.swap(Arc::new(binding)))
+    /// Adds `binding` as the one tenant of `account`, taking every request.
+    pub(crate) fn insert(&mut self, account: String, binding: B) {
+        self.insert_tenant(
+            account,
+            DEFAULT_TENANT,
+            RouteConfig::default(),
+            None,
+            binding,
+        );
     }
 
-    /// The issuer accounts served.
-    pub fn issuers(&self) -> impl Iterator<Item = &str> {
-        self.bindings.keys().map(String::as_str)
+    /// Adds a tenant of `account`: after those already added, it takes the
+    /// requests its route matches, at most `budget` at once.
+    pub(crate) fn insert_tenant(
+        &mut self,
+        account: String,
+        name: &str,
+        route: RouteConfig,
+        budget: Option<usize>,
+        binding: B,
+    ) {
+        let budget = budget
+            .unwrap_or(Semaphore::MAX_PERMITS)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        self.accounts.entry(account).or_default().push(Tenant {
+            name: name.into(),
+            route,
+            binding: ArcSwap::from_pointee(binding),
+            budget: Semaphore::new(budget),
+        });
     }
 
-    /// The current binding of every issuer.
-    pub fn bindings(&self) -> impl Iterator<Item = Arc<B>> + '_ {
-        self.bindings.values().map(ArcSwap::load_full)
+    /// Replaces the binding of `tenant` of `account` and returns the one it
+    /// replaced; `None` (and no change) when there is no such tenant. This
+    /// is the reload hook: a new binding is built off the request path,
+    /// then swapped in.
+    pub(crate) fn replace(&self, account: &str, tenant: &str, binding: B) -> Option<Arc<B>> {
+        let tenant = self
+            .accounts
+            .get(account)?
+            .iter()
+            .find(|t| &*t.name == tenant)?;
+        Some(tenant.binding.swap(Arc::new(binding)))
+    }
+
+    /// The accounts served.
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        self.accounts.keys().map(String::as_str)
+    }
+
+    /// Every tenant's name and current binding.
+    pub fn tenants(&self) -> impl Iterator<Item = (&str, Arc<B>)> + '_ {
+        self.accounts
+            .values()
+            .flatten()
+            .map(|tenant| (&*tenant.name, tenant.binding.load_full()))
     }
 
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
 
-    /// Verifies a message and finds the binding that answers it.
+    /// Verifies a message and finds the binding that answers it (for a
+    /// request no route takes, the account's first).
     pub fn open(
         &self,
         payload: &[u8],
         xkey_header: Option<&str>,
     ) -> Result<(VerifiedRequest, Arc<B>), DropReason> {
         let request = self.verifier.open(payload, xkey_header)?;
-        let binding = self.route(&request)?;
+        let (tenant, _) = self.route(&request)?;
+        let binding = tenant.binding.load_full();
         Ok((request, binding))
     }
 
-    /// The binding of the issuer the request names.
-    fn route(&self, request: &VerifiedRequest) -> Result<Arc<B>, DropReason> {
-        match self.bindings.get(request.issuer()) {
-            Some(cell) => Ok(cell.load_full()),
-            None => Err(DropReason::UnknownIssuer {
+    /// The tenant whose route takes the request, and whether one did (else
+    /// the account's first tenant, whose key signs the deny).
+    fn route(&self, request: &VerifiedRequest) -> Result<(&Tenant<B>, bool), DropReason> {
+        let tenants = self
+            .accounts
+            .get(request.issuer())
+            .filter(|tenants| !tenants.is_empty())
+            .ok_or_else(|| DropReason::UnknownIssuer {
                 requested: Quoted::new(request.issuer()),
-                served: self.issuers().collect::<Vec<_>>().join(", "),
-            }),
-        }
+                served: self.accounts().collect::<Vec<_>>().join(", "),
+            })?;
+        let routed = tenants
+            .iter()
+            .find(|tenant| route::matches(&tenant.route, request.request()));
+        Ok(match routed {
+            Some(tenant) => (tenant, true),
+            None => (&tenants[0], false),
+        })
     }
 }
 
 impl Registry<Binding> {
-    /// Adds `binding` for the requests that name its account.
+    /// Adds `binding` as the one tenant of its account.
     pub fn add(&mut self, binding: Binding) {
         self.insert(binding.account().to_string(), binding);
     }
 
-    /// Replaces the binding of the same account, for the next requests;
-    /// `None` (and no change) when no binding serves that account.
-    pub fn replace_binding(&self, binding: Binding) -> Option<Arc<Binding>> {
+    /// Replaces the binding of tenant `tenant` of the binding's account, for
+    /// the next requests; `None` (and no change) when there is none.
+    pub fn replace_binding(&self, tenant: &str, binding: Binding) -> Option<Arc<Binding>> {
         let account = binding.account().to_string();
-        self.replace(&account, binding)
+        self.replace(&account, tenant, binding)
     }
 
-    /// One message, start to finish: open and verify it, route it, decide,
-    /// sign (and seal) the response.
+    /// One message, start to finish: open and verify it, route it, wait for
+    /// the tenant's and the service's slots, decide, sign (and seal) the
+    /// response.
     pub async fn handle(
         &self,
         payload: &[u8],
         xkey_header: Option<&str>,
     ) -> Result<Handled, DropReason> {
         let started = Instant::now();
-        let (request, binding) = self.open(payload, xkey_header)?;
-        let mut verdict = binding.decide(&request).await;
+        let request = self.verifier.open(payload, xkey_header)?;
+        let (tenant, routed) = self.route(&request)?;
+        let binding = tenant.binding.load_full();
+        let mut verdict = if routed {
+            // The semaphores are never closed: acquiring only waits.
+            let _tenant_slot = tenant.budget.acquire().await;
+            let _service_slot = self.in_flight.acquire().await;
+            if let Some(late) = self.verifier.late_secs(&request) {
+                return Err(DropReason::Expired(late));
+            }
+            binding.decide(&request).await
+        } else {
+            Verdict::Deny(DenyReason::NoRoute)
+        };
         let seal = match (self.verifier.xkey(), &request.server_xkey) {
             (Some(own), Some(server)) => Some((own, server.as_str())),
             _ => None,
         };
         let reply = binding.respond(&request, &mut verdict, seal);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let record = DecisionRecord::new(request.request(), &verdict, reply.is_none(), micros);
+        let tenant_name = if routed { &*tenant.name } else { "-" };
+        let record = DecisionRecord::new(
+            request.request(),
+            tenant_name,
+            &verdict,
+            reply.is_none(),
+            micros,
+        );
         Ok(Handled { reply, record })
     }
 }
@@ -123,7 +216,7 @@ impl Registry<Binding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DenyMode;
+    use crate::config::{DenyMode, RouteConfig};
     use crate::protocol::claims::{AuthorizationResponse, ConnectOpts, User};
     use crate::protocol::jwt::{self, Claims};
     use crate::protocol::xkey::SealedBoxes;
@@ -144,7 +237,7 @@ mod tests {
         opts: ConnectOpts,
         sealed_to: Option<&XKey>,
     ) -> (Vec<u8>, Option<String>) {
-        let issuer = registry.issuers().next().expect("a binding");
+        let issuer = registry.accounts().next().expect("a binding");
         server.encode(issuer, server.request(opts, sealed_to.is_some()), sealed_to)
     }
 
@@ -171,7 +264,7 @@ mod tests {
         let user_jwt = response(&server, &allowed, None).jwt.expect("a user JWT");
         let user: Claims<User> = jwt::decode(&user_jwt).expect("a signed user JWT");
         assert_eq!(user.aud.as_deref(), Some("APP"));
-        assert_eq!(user.iss, registry.issuers().next().unwrap());
+        assert_eq!(user.iss, registry.accounts().next().unwrap());
         assert_eq!(user.nats.publish.allow, ["app.>"]);
 
         let (payload, _) = message(&server, &registry, token("guess"), None);
@@ -256,6 +349,48 @@ mod tests {
     }
 
     #[test]
+    fn tenants_of_one_account_are_tried_in_order_by_their_routes() {
+        let service = FakeService::default();
+        let server = FakeServer::default();
+        let mut registry: Registry<&str> = Registry::new(service.verifier(false));
+        let route = |suffix: &str| RouteConfig {
+            user_suffix: Some(suffix.into()),
+            ..RouteConfig::default()
+        };
+        registry.insert_tenant(
+            service.issuer.clone(),
+            "acme",
+            route("@acme"),
+            Some(2),
+            "acme's",
+        );
+        registry.insert_tenant(
+            service.issuer.clone(),
+            "globex",
+            route("@globex"),
+            None,
+            "globex's",
+        );
+        let user = |name: &str| ConnectOpts {
+            user: Some(name.into()),
+            ..ConnectOpts::default()
+        };
+        let open = |name: &str| {
+            let (payload, _) =
+                server.encode(&service.issuer, server.request(user(name), false), None);
+            let request = registry.verifier().open(&payload, None).unwrap();
+            let (tenant, routed) = registry.route(&request).unwrap();
+            (tenant.name.to_string(), routed)
+        };
+        assert_eq!(open("a@acme"), ("acme".to_string(), true));
+        assert_eq!(open("g@globex"), ("globex".to_string(), true));
+        // No route takes it: the account's first tenant signs the deny.
+        assert_eq!(open("mallory"), ("acme".to_string(), false));
+        let names: Vec<&str> = registry.tenants().map(|(name, _)| name).collect();
+        assert_eq!(names, ["acme", "globex"]);
+    }
+
+    #[test]
     fn a_replaced_binding_serves_new_requests_while_old_ones_finish_on_theirs() {
         let service = FakeService::default();
         let server = FakeServer::default();
@@ -272,12 +407,21 @@ mod tests {
         };
         let (_, in_flight) = registry.open(&request(), None).unwrap();
         let replaced = registry
-            .replace(&service.issuer, "v2".into())
+            .replace(&service.issuer, DEFAULT_TENANT, "v2".into())
             .expect("served");
         assert_eq!(*replaced, "v1");
         assert_eq!(*in_flight, "v1", "a request in flight keeps its binding");
         let (_, next) = registry.open(&request(), None).unwrap();
         assert_eq!(*next, "v2");
-        assert!(registry.replace("ANOBODY", "v3".into()).is_none());
+        assert!(
+            registry
+                .replace("ANOBODY", DEFAULT_TENANT, "v3".into())
+                .is_none()
+        );
+        assert!(
+            registry
+                .replace(&service.issuer, "nobody", "v3".into())
+                .is_none()
+        );
     }
 }
