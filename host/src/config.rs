@@ -223,6 +223,11 @@ pub struct CeilingConfig {
     pub publish: Option<Vec<String>>,
     /// Subject patterns every granted subscribe subject must be inside.
     pub subscribe: Option<Vec<String>>,
+    /// Whether the policy may grant reply permissions under a publish
+    /// ceiling (they let a user publish to any received message's reply
+    /// subject, which no ceiling covers).
+    #[serde(default)]
+    pub responses: bool,
     /// The longest lifetime a policy may ask for.
     pub max_lifetime_secs: Option<u64>,
     /// Connection types a user may be allowed (`STANDARD`, `WEBSOCKET`,
@@ -232,6 +237,17 @@ pub struct CeilingConfig {
 
 impl CeilingConfig {
     fn validate(&self) -> Result<(), String> {
+        for (what, list) in [
+            ("publish", &self.publish),
+            ("subscribe", &self.subscribe),
+            ("connection_types", &self.connection_types),
+        ] {
+            if list.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!(
+                    "[policy.ceiling] {what} is empty, which a user JWT would read as no restriction at all: list what is allowed, or leave the key out for no ceiling"
+                ));
+            }
+        }
         for (what, patterns) in [("publish", &self.publish), ("subscribe", &self.subscribe)] {
             if let Some(bad) = patterns.iter().flatten().find(|p| !is_subject(p)) {
                 return Err(format!(
@@ -260,6 +276,7 @@ impl CeilingConfig {
         Ceiling {
             publish: self.publish.clone(),
             subscribe: self.subscribe.clone(),
+            responses: self.responses,
             max_lifetime_secs: self.max_lifetime_secs,
             connection_types: self.connection_types.as_ref().map(|names| {
                 names
@@ -475,6 +492,15 @@ impl Config {
                     "{what} = {key:?} is not an account public key (A...)"
                 ));
             }
+        }
+        if self.issuer.account.is_none() {
+            return Err("[issuer] account is required in operator mode: the auth account's public key (A...), which requests name and responses are signed for".into());
+        }
+        if let Some(keys) = &self.issuer.allowed_accounts
+            && keys.len() > 1
+            && keys.iter().any(|key| key == "*")
+        {
+            return Err("[issuer] allowed_accounts mixes \"*\" with account keys: nats-server honours \"*\" only alone".into());
         }
         if let Some(bad) = self
             .issuer
@@ -869,9 +895,30 @@ tokens = { s3cr3t = { account = "APP" } }
     fn operator_mode_needs_every_account_mapped_to_real_keys() {
         let dir = tempfile::tempdir().unwrap();
         let app = nkeys::KeyPair::new_account().public_key();
-        let mapped = format!(
-            "{GOOD}\n[accounts.APP]\npublic_key = \"{app}\"\nsigning_key_file = \"app.nk\"\n"
+        let auth = nkeys::KeyPair::new_account().public_key();
+        let with_account = GOOD.replace(
+            "seed_file = \"keys/issuer.seed\"",
+            &format!("seed_file = \"keys/issuer.seed\"\naccount = \"{auth}\""),
         );
+        let mapped = format!(
+            "{with_account}\n[accounts.APP]\npublic_key = \"{app}\"\nsigning_key_file = \"app.nk\"\n"
+        );
+        let no_account = mapped.replace(&format!("account = \"{auth}\"\n"), "");
+        let error = Config::load(&write(dir.path(), &no_account))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[issuer] account is required in operator mode"),
+            "{error}"
+        );
+        let mixed = mapped.replace(
+            &format!("account = \"{auth}\""),
+            &format!("account = \"{auth}\"\nallowed_accounts = [\"*\", \"{app}\"]"),
+        );
+        let error = Config::load(&write(dir.path(), &mixed))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("mixes \"*\""), "{error}");
         let config = Config::load(&write(dir.path(), &mapped)).unwrap();
         assert!(config.operator_mode());
         assert_eq!(
@@ -941,6 +988,14 @@ tokens = { s3cr3t = { account = "APP" } }
             .to_string();
         assert!(
             error.contains("[policy.ceiling] publish has \"app. x\""),
+            "{error}"
+        );
+        let empty = ceiling.replace("[\"app.>\"]", "[]");
+        let error = Config::load(&write(dir.path(), &empty))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[policy.ceiling] publish is empty"),
             "{error}"
         );
         let bad_type = ceiling.replace("MQTT_WS", "CARRIER_PIGEON");

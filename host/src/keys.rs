@@ -74,6 +74,14 @@ pub fn load_placement(config: &Config, auth_account: &str) -> anyhow::Result<Pla
             .secret(Secret::AccountSigningKey(name))?
             .with_context(|| format!("{what} is missing"))?;
         let key = account_seed(&seed, &what)?;
+        if account.scoped && key.public_key() == account.public_key {
+            // An identity key has no scope: nats-server would apply no
+            // template, and users without permissions get the account's
+            // defaults (usually everything).
+            bail!(
+                "[accounts.{name}] scoped = true, but signing_key_file holds the account's identity key, which has no scope: use the scoped signing key's seed"
+            );
+        }
         accounts.insert(
             name.clone(),
             AccountKey {
@@ -138,11 +146,8 @@ mod tests {
     /// A configuration in operator mode whose APP account is `app`, signed
     /// by `app_key`, under `allowed` (an `allowed_accounts` line or nothing).
     fn operator_config(dir: &Path, app: &str, app_key: &KeyPair, allowed: &str) -> Config {
-        std::fs::write(
-            dir.join("issuer.seed"),
-            KeyPair::new_account().seed().unwrap(),
-        )
-        .unwrap();
+        let auth = KeyPair::new_account();
+        std::fs::write(dir.join("issuer.seed"), auth.seed().unwrap()).unwrap();
         std::fs::write(dir.join("app.nk"), app_key.seed().unwrap()).unwrap();
         let text = format!(
             r#"
@@ -150,6 +155,7 @@ mod tests {
 servers = ["nats://127.0.0.1:4222"]
 [issuer]
 seed_file = "issuer.seed"
+account = "{auth}"
 {allowed}
 [policy]
 wasm = "p.wasm"
@@ -158,7 +164,8 @@ accounts = ["APP"]
 public_key = "{app}"
 signing_key_file = "app.nk"
 scoped = true
-"#
+"#,
+            auth = auth.public_key()
         );
         std::fs::write(dir.join("callout.toml"), text).unwrap();
         Config::load(&dir.join("callout.toml")).unwrap()
@@ -185,12 +192,12 @@ scoped = true
     #[test]
     fn an_account_outside_allowed_accounts_is_refused_and_star_allows_all() {
         let dir = tempfile::tempdir().unwrap();
-        let app = KeyPair::new_account();
+        let (app, app_signing) = (KeyPair::new_account(), KeyPair::new_account());
         let other = KeyPair::new_account().public_key();
         let refused = operator_config(
             dir.path(),
             &app.public_key(),
-            &app,
+            &app_signing,
             &format!("allowed_accounts = [\"{other}\"]"),
         );
         let error = load_placement(&refused, "AAUTH").err().unwrap().to_string();
@@ -201,11 +208,24 @@ scoped = true
         let star = operator_config(
             dir.path(),
             &app.public_key(),
-            &app,
+            &app_signing,
             "allowed_accounts = [\"*\"]",
         );
         assert!(load_placement(&star, "AAUTH").is_ok());
         // The auth account itself needs no entry.
         assert!(load_placement(&refused, &app.public_key()).is_ok());
+    }
+
+    #[test]
+    fn a_scoped_identity_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = KeyPair::new_account();
+        // `scoped = true` with the account's own identity key.
+        let config = operator_config(dir.path(), &app.public_key(), &app, "");
+        let error = load_placement(&config, "AAUTH").err().unwrap().to_string();
+        assert!(
+            error.contains("holds the account's identity key, which has no scope"),
+            "{error}"
+        );
     }
 }

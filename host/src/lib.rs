@@ -8,8 +8,10 @@
 //!    (`serve/nats.rs`) and hands it to the registry (`serve/registry.rs`).
 //! 2. [`protocol`] — `protocol/verify.rs` opens (xkey) and verifies it; a
 //!    message that fails is dropped for a `DropReason`.
-//! 3. `serve/registry.rs` routes the verified request to the binding of the
-//!    issuer it names (`serve/binding.rs`), held in a swappable cell.
+//! 3. `serve/registry.rs` routes the verified request to a tenant of the
+//!    account it names, by the tenants' routes (`serve/route.rs`), and waits
+//!    for the tenant's share of the calls; the tenant's binding
+//!    (`serve/binding.rs`) is held in a swappable cell.
 //! 4. [`authz`] — `authz/decide.rs` asks the policy ...
 //! 5. `policy/` — ... which runs in the sandbox (`policy/call.rs`,
 //!    `policy/sandbox.rs`), loaded and snapshotted by `policy/load.rs`;

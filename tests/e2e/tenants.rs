@@ -88,7 +88,7 @@ async fn each_tenant_is_decided_by_its_own_policy() {
     };
     let (server, callout) = stack(ServerXkey::None, 3, &spec);
     callout.wait_for_log(
-        "tenant=broken error=cannot read policy /nonexistent/policy.wasm",
+        "tenant=broken error=\"cannot read policy /nonexistent/policy.wasm",
         Duration::from_secs(5),
     );
 
@@ -127,8 +127,9 @@ async fn each_tenant_is_decided_by_its_own_policy() {
 /// Fairness: 48 clients of `spin` whose calls each spin to their 300 ms
 /// deadline, at once, while `acme`'s clients connect one after another.
 /// `spin`'s requests wait on its own share (two of the four slots) before
-/// they take a service slot, so `acme`'s requests find a free slot at once
-/// and are never refused. (The timing — acme's latency beside a storm
+/// they take a service slot, and at most 18 of them wait at all (the rest
+/// are dropped as `tenant_busy`), so `acme`'s requests find a free slot at
+/// once and are never refused. (The timing — acme's latency beside a storm
 /// against acme alone — belongs to a benchmark, not to this test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_tenant_fills_its_own_share_not_the_others() {
@@ -165,6 +166,7 @@ async fn a_spinning_tenant_fills_its_own_share_not_the_others() {
     for spinner in storm {
         spinner.await.expect("spinner task");
     }
+    callout.wait_for_log("kind=\"tenant_busy\"", Duration::from_secs(5));
     let log = callout.log();
     assert!(
         !log.lines()

@@ -17,6 +17,11 @@
 //! publish permission with only a reply permission is left alone: it allows
 //! replies and nothing else.) Likewise no connection types means the
 //! ceiling's, and a policy that sets no lifetime gets at most the ceiling's.
+//!
+//! Reply permissions (`responses`) escape any publish ceiling — a user may
+//! answer any message it receives on the message's reply subject, whatever
+//! the sender chose — so under a publish ceiling they are refused unless the
+//! operator allows them (`responses = true`).
 
 use super::rules::{RuleRefusal, connection_type};
 use crate::policy::wit::{ConnectionType, Grant, Permission};
@@ -28,6 +33,11 @@ use crate::untrusted::Quoted;
 pub struct Ceiling {
     pub publish: Option<Vec<String>>,
     pub subscribe: Option<Vec<String>>,
+    /// Whether a policy may grant reply permissions (`responses`) under a
+    /// publish ceiling: a user with one may publish to the reply subject of
+    /// any message it receives, whatever that subject is — outside the
+    /// ceiling, too. Off unless the operator turns it on.
+    pub responses: bool,
     pub max_lifetime_secs: Option<u64>,
     pub connection_types: Option<Vec<ConnectionType>>,
 }
@@ -38,6 +48,9 @@ impl Ceiling {
     pub fn apply(&self, grant: &Grant) -> Result<Grant, RuleRefusal> {
         let mut grant = grant.clone();
         let replies_only = grant.responses.is_some();
+        if replies_only && self.publish.is_some() && !self.responses {
+            return Err(RuleRefusal::ResponsesAboveCeiling);
+        }
         if let Some(ceiling) = &self.publish {
             cap(&mut grant.publish, ceiling, "publish", replies_only)?;
         }
@@ -200,6 +213,7 @@ mod tests {
         Ceiling {
             publish: Some(vec!["acme.>".into()]),
             subscribe: Some(vec!["acme.>".into(), "_INBOX.>".into()]),
+            responses: false,
             max_lifetime_secs: Some(600),
             connection_types: Some(vec![ConnectionType::Standard, ConnectionType::Websocket]),
         }
@@ -222,6 +236,27 @@ mod tests {
             applied.connection_types,
             [ConnectionType::Standard, ConnectionType::Websocket]
         );
+    }
+
+    #[test]
+    fn reply_permissions_are_refused_under_a_publish_ceiling_unless_allowed() {
+        let mut replies = grant(&["acme.x"], &["acme.x"]);
+        replies.responses = Some(
+            crate::policy::wit::nats::callout::types::ResponsePermission {
+                max_messages: 100,
+                ttl_ms: 60_000,
+            },
+        );
+        let error = acme().apply(&replies).unwrap_err();
+        assert_eq!(error, RuleRefusal::ResponsesAboveCeiling);
+        assert!(error.to_string().contains("reply"), "{error}");
+        let allowed = Ceiling {
+            responses: true,
+            ..acme()
+        };
+        assert!(allowed.apply(&replies).is_ok());
+        // Without a publish ceiling there is nothing to escape.
+        assert!(Ceiling::default().apply(&replies).is_ok());
     }
 
     #[test]
@@ -270,7 +305,18 @@ mod tests {
                 ttl_ms: 1000,
             },
         );
-        assert!(acme().apply(&replies).unwrap().publish.allow.is_empty());
+        let with_replies = Ceiling {
+            responses: true,
+            ..acme()
+        };
+        assert!(
+            with_replies
+                .apply(&replies)
+                .unwrap()
+                .publish
+                .allow
+                .is_empty()
+        );
         // No ceiling on a part: nothing changes there.
         let open = Ceiling::default().apply(&grant(&[], &[])).unwrap();
         assert!(open.publish.allow.is_empty() && open.connection_types.is_empty());

@@ -129,6 +129,10 @@ pub enum RuleRefusal {
     LifetimeAboveCeiling { asked: u64, max: u64 },
     #[error("policy granted the connection type {0}, which is outside the operator's ceiling")]
     ConnectionTypeAboveCeiling(&'static str),
+    #[error(
+        "policy granted reply permissions, which let a user publish to any message's reply subject, outside the operator's publish ceiling (allow them with responses = true)"
+    )]
+    ResponsesAboveCeiling,
 }
 
 impl RuleRefusal {
@@ -167,7 +171,8 @@ impl RuleRefusal {
             | RuleRefusal::ConnectionTypeNotGranted { .. } => "connection_type",
             RuleRefusal::SubjectAboveCeiling { .. }
             | RuleRefusal::LifetimeAboveCeiling { .. }
-            | RuleRefusal::ConnectionTypeAboveCeiling(_) => "ceiling",
+            | RuleRefusal::ConnectionTypeAboveCeiling(_)
+            | RuleRefusal::ResponsesAboveCeiling => "ceiling",
         }
     }
 }

@@ -206,3 +206,27 @@ impl User {
 fn is_empty_permission(permission: &Permission) -> bool {
     permission.allow.is_empty() && permission.deny.is_empty()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scoped_user_has_no_permissions_or_limits_on_the_wire() {
+        let mut user: User = serde_json::from_str(
+            r#"{"pub":{"allow":["a"]},"sub":{"deny":["b"]},"resp":{"max":1,"ttl":1},
+                "src":["10.0.0.0/8"],"times":[{"start":"00:00:00","end":"01:00:00"}],
+                "times_location":"UTC","subs":-1,"data":-1,"payload":-1,
+                "allowed_connection_types":["STANDARD"],"tags":["team:a"],
+                "type":"user","version":2}"#,
+        )
+        .unwrap();
+        user.strip_permissions_and_limits();
+        let wire = serde_json::to_value(&user).unwrap();
+        // nats-io/jwt's UserPermissionLimits, all empty; tags, type, version stay.
+        assert_eq!(
+            wire,
+            serde_json::json!({"tags": ["team:a"], "type": "user", "version": 2})
+        );
+    }
+}

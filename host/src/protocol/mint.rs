@@ -159,3 +159,83 @@ fn sign(
             .map_err(|e| ResponseError::Seal(e.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::claims::ConnectOpts;
+    use crate::testing::FakeServer;
+    use nkeys::KeyPair;
+
+    fn key(account: &KeyPair, signer: &KeyPair, scoped: bool) -> AccountKey {
+        AccountKey {
+            account: account.public_key(),
+            key: FastSigner::new(signer).unwrap(),
+            scoped,
+        }
+    }
+
+    #[test]
+    fn signing_keys_name_their_account_and_identity_keys_do_not() {
+        let server = FakeServer::default();
+        let request = server.request(ConnectOpts::default(), false);
+        let (auth, auth_signing) = (KeyPair::new_account(), KeyPair::new_account());
+        let (app, app_signing) = (KeyPair::new_account(), KeyPair::new_account());
+        let user = User {
+            publish: Default::default(),
+            subscribe: Default::default(),
+            resp: None,
+            src: vec![],
+            times: vec![],
+            times_location: None,
+            subs: -1,
+            data: -1,
+            payload: -1,
+            allowed_connection_types: vec![],
+            tags: vec![],
+            issuer_account: None,
+            kind: "user".into(),
+            version: 2,
+        };
+        let grant = UserToMint {
+            account: "APP",
+            name: None,
+            lifetime_secs: 60,
+            user: &user,
+        };
+        for (response_key, user_key) in [
+            (
+                key(&auth, &auth_signing, false),
+                key(&app, &app_signing, false),
+            ),
+            (
+                AccountKey::identity(FastSigner::new(&auth).unwrap()),
+                AccountKey::identity(FastSigner::new(&app).unwrap()),
+            ),
+        ] {
+            let mut claims = user_claims(&request, &grant, 1);
+            let payload =
+                sign_allow(&request, &mut claims, &user_key, &response_key, 1, None).unwrap();
+            let response = server.open_response(&payload, None).unwrap();
+            assert_eq!(response.iss, response_key.key.public());
+            assert_eq!(
+                response.nats.issuer_account.as_deref(),
+                response_key.issuer_account()
+            );
+            let minted: Claims<User> = jwt::decode(&response.nats.jwt.unwrap()).unwrap();
+            assert_eq!(minted.iss, user_key.key.public());
+            assert_eq!(
+                minted.nats.issuer_account.as_deref(),
+                user_key.issuer_account()
+            );
+        }
+        assert_eq!(
+            key(&auth, &auth_signing, false).issuer_account(),
+            Some(auth.public_key().as_str())
+        );
+        assert_eq!(
+            AccountKey::identity(FastSigner::new(&auth).unwrap()).issuer_account(),
+            None
+        );
+    }
+}

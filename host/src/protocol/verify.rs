@@ -77,6 +77,11 @@ pub enum DropReason {
     UnknownIssuer { requested: Quoted, served: String },
     #[error("request without a reply subject")]
     NoReplySubject,
+    /// The tenant's share of the calls is taken and its line of waiting
+    /// requests full: the client's connect times out, and the other
+    /// tenants' requests are not held up behind it.
+    #[error("tenant {0:?} has its share of calls running and its line of waiting requests full")]
+    TenantBusy(std::sync::Arc<str>),
 }
 
 impl DropReason {
@@ -101,6 +106,7 @@ impl DropReason {
             DropReason::Expired(_) => "expired",
             DropReason::UnknownIssuer { .. } => "unknown_issuer",
             DropReason::NoReplySubject => "no_reply_subject",
+            DropReason::TenantBusy(_) => "tenant_busy",
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::config::{Config, TenantConfig};
 use crate::keys;
 use crate::policy::{PolicySource, Sandbox, SandboxLimits};
 use crate::protocol::verify::Verifier;
+use crate::untrusted::reason_text;
 
 /// Builds the service `config` describes and serves until `shutdown`.
 pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -69,7 +70,12 @@ async fn tenant_binding(
     let decider = match loaded {
         Ok(decider) => decider,
         Err(error) if !config.single_policy() && !config.service.strict_start => {
-            tracing::error!(tenant = %tenant.name, %error, "the tenant's policy did not load: its requests are denied, the other tenants are served");
+            // The error may quote the tenant's component: escaped and bounded.
+            tracing::error!(
+                tenant = %tenant.name,
+                error = reason_text(&error),
+                "the tenant's policy did not load: its requests are denied, the other tenants are served"
+            );
             return Ok(Binding::unavailable(
                 issuer,
                 placement,

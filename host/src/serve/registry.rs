@@ -38,7 +38,15 @@ struct Tenant<B> {
     route: RouteConfig,
     binding: ArcSwap<B>,
     budget: Semaphore,
+    /// Its requests running or waiting for its share: a tenant with a share
+    /// may have [`LINE_PER_SLOT`] times as many waiting, and further ones
+    /// are dropped, so a storm against one tenant cannot fill the line of
+    /// requests every tenant's messages wait in.
+    line: Semaphore,
 }
+
+/// How many requests may wait per slot of a tenant's share.
+const LINE_PER_SLOT: usize = 8;
 
 /// A request answered: the response to publish (none for a silent deny) and
 /// the record of the decision.
@@ -84,14 +92,16 @@ impl<B> Registry<B> {
         budget: Option<usize>,
         binding: B,
     ) {
-        let budget = budget
-            .unwrap_or(Semaphore::MAX_PERMITS)
-            .clamp(1, Semaphore::MAX_PERMITS);
+        let line = budget.map_or(Semaphore::MAX_PERMITS, |b| {
+            b.saturating_mul(LINE_PER_SLOT + 1)
+        });
+        let budget = budget.unwrap_or(Semaphore::MAX_PERMITS);
         self.accounts.entry(account).or_default().push(Tenant {
             name: name.into(),
             route,
             binding: ArcSwap::from_pointee(binding),
-            budget: Semaphore::new(budget),
+            budget: Semaphore::new(budget.clamp(1, Semaphore::MAX_PERMITS)),
+            line: Semaphore::new(line.clamp(1, Semaphore::MAX_PERMITS)),
         });
     }
 
@@ -185,6 +195,9 @@ impl Registry<Binding> {
         let (tenant, routed) = self.route(&request)?;
         let binding = tenant.binding.load_full();
         let mut verdict = if routed {
+            let Ok(_in_line) = tenant.line.try_acquire() else {
+                return Err(DropReason::TenantBusy(tenant.name.clone()));
+            };
             // The semaphores are never closed: acquiring only waits.
             let _tenant_slot = tenant.budget.acquire().await;
             let _service_slot = self.in_flight.acquire().await;
