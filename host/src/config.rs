@@ -555,6 +555,22 @@ impl Config {
                     tenant.name
                 ));
             }
+            if tenant.name == "-" {
+                return Err("[[tenant]] name \"-\" is what decision lines show for a request no route takes: choose another".into());
+            }
+            let route = &tenant.route;
+            if [
+                &route.user_suffix,
+                &route.user_prefix,
+                &route.token_prefix,
+                &route.connection_name_prefix,
+            ]
+            .into_iter()
+            .flatten()
+            .any(String::is_empty)
+            {
+                return Err(named("its route has an empty value, which would match every request: leave the key out instead".into()));
+            }
             if tenant.route.is_catch_all() && i + 1 < self.tenants.len() {
                 return Err(named("its route matches every request, so the tenants after it would never be reached: give it a route, or move it last".into()));
             }
@@ -1077,6 +1093,10 @@ tokens = { s3cr3t = { account = "APP" } }
         assert!(error(both).contains("[policy] and [[tenant]] are exclusive"));
         let neither = GOOD[..GOOD.find("[policy]").unwrap()].to_string();
         assert!(error(neither).contains("missing [policy] (or [[tenant]] tables)"));
+        let empty_route = with_tenants(&[("a", "route = { user_suffix = \"\" }", "")]);
+        assert!(error(empty_route).contains("its route has an empty value"));
+        let dash = with_tenants(&[("-", "", "")]);
+        assert!(error(dash).contains("name \"-\""));
         let unknown_route = with_tenants(&[("a", "route = { header = \"x\" }", "")]);
         assert!(error(unknown_route).contains("unknown field `header`"));
     }

@@ -154,9 +154,8 @@ impl CompiledCache {
         }
     }
 
-    /// Stores a compiled policy, and removes the entries of the same kind
-    /// built from the same component with other settings. Failing to store
-    /// only costs the next start a compile, so errors are logged, not returned.
+    /// Stores a compiled policy. Failing to store only costs the next start a
+    /// compile, so errors are logged, not returned.
     pub fn put(&self, key: &CacheKey, component: &Component) {
         if let Err(error) = self.try_put(key, component) {
             tracing::warn!(dir = %self.dir.display(), error = %error, "cannot store the compiled policy in the cache");
@@ -176,15 +175,29 @@ impl CompiledCache {
         file.write_all(&bytes)?;
         file.as_file().sync_all()?;
         file.persist(self.path(key)).map_err(|e| e.error)?;
-        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+        Ok(())
+    }
+
+    /// Removes the entries built from the same components as `in_use` with
+    /// other settings, keeping `in_use`: what `serve` calls once every
+    /// tenant is loaded, so rotated secrets do not linger in old snapshots
+    /// while tenants sharing a component with different settings keep
+    /// theirs. (Storing does not prune: `check` and `serve` of one policy
+    /// with different settings would evict each other.)
+    pub fn retain(&self, in_use: &[CacheKey]) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&key.family) && name.ends_with(".cwasm") && *name != key.file_name()
-            {
+            let stale = name.ends_with(".cwasm")
+                && in_use.iter().any(|key| name.starts_with(&key.family))
+                && !in_use.iter().any(|key| *name == key.file_name());
+            if stale {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(())
     }
 
     /// Whether the folder is a real directory of this user, closed to others.
@@ -276,19 +289,27 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_component_comes_back_and_replaces_other_settings() {
+    fn a_stored_component_comes_back_and_stale_settings_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let cache = CompiledCache::new(dir.path().join("cache"));
         let engine = Engine::default();
         let component = Component::new(&engine, EMPTY_COMPONENT).unwrap();
         let (old, new, other) = (key(b"w", "old"), key(b"w", "new"), key(b"x", "old"));
+        let second_tenant = key(b"w", "tenant two");
         cache.put(&old, &component);
         cache.put(&other, &component);
         cache.put(&new, &component);
+        cache.put(&second_tenant, &component);
         assert!(cache.get(&engine, &new).is_some());
+        assert!(cache.path(&old).exists(), "storing prunes nothing");
+        cache.retain(&[new.clone(), second_tenant.clone()]);
         assert!(
             !cache.path(&old).exists(),
             "the entry with the old settings is gone"
+        );
+        assert!(
+            cache.path(&second_tenant).exists(),
+            "another tenant's settings of the same component stay"
         );
         assert!(
             cache.path(&other).exists(),

@@ -13,7 +13,7 @@ use wasmtime::component::{Component, Instance};
 use wasmtime::{Engine, Trap};
 use wasmtime_wizer::{ComponentContext, WasmtimeWizerComponent, Wizer};
 
-use super::cache::{CompiledCache, EntryKind};
+use super::cache::{CacheKey, CompiledCache, EntryKind};
 use super::call::{bounded, describe, new_store, start_instance};
 use super::sandbox::Sandbox;
 use super::wit::PolicyPre;
@@ -80,7 +80,8 @@ impl LoadedPolicy {
             });
         }
         let limits = source.limits;
-        let (component, from_cache) = snapshot(sandbox, &wasm, source, &name, cache).await?;
+        let (component, from_cache, cache_key) =
+            snapshot(sandbox, &wasm, source, &name, cache).await?;
         let pre = sandbox
             .linker()
             .instantiate_pre(&component)
@@ -109,19 +110,20 @@ impl LoadedPolicy {
             limits,
             idle: Mutex::new(Vec::new()),
             from_cache,
+            cache_key,
         })
     }
 }
 
 /// The compiled snapshot of the policy initialized with its settings, from
-/// the cache or made now; and whether it came from the cache.
+/// the cache or made now; whether it came from the cache; its cache key.
 async fn snapshot(
     sandbox: &Sandbox,
     wasm: &[u8],
     source: &PolicySource,
     name: &Arc<str>,
     cache: Option<&CompiledCache>,
-) -> Result<(Component, bool), LoadError> {
+) -> Result<(Component, bool, CacheKey), LoadError> {
     let engine = sandbox.engine();
     let key = CompiledCache::key(
         engine,
@@ -131,14 +133,14 @@ async fn snapshot(
         source.limits.memory_bytes,
     );
     if let Some(component) = cache.and_then(|cache| cache.get(engine, &key)) {
-        return Ok((component, true));
+        return Ok((component, true, key));
     }
     let snapshot = initialize(sandbox, wasm, source, name, cache).await?;
     let component = compile(engine, snapshot, &source.wasm).await?;
     if let Some(cache) = cache {
         cache.put(&key, &component);
     }
-    Ok((component, false))
+    Ok((component, false, key))
 }
 
 /// The policy at `path` is not a component of the policy world.

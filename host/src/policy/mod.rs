@@ -103,6 +103,8 @@ pub struct LoadedPolicy {
     limits: PolicyLimits,
     idle: Mutex<Vec<WarmInstance>>,
     from_cache: bool,
+    /// Where its compiled snapshot is cached.
+    cache_key: cache::CacheKey,
 }
 
 impl LoadedPolicy {
@@ -114,6 +116,11 @@ impl LoadedPolicy {
     /// SHA-256 of the component as loaded from disk.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The cache entry of its compiled snapshot.
+    pub(crate) fn cache_key(&self) -> &cache::CacheKey {
+        &self.cache_key
     }
 
     /// Whether the compiled snapshot came from the cache (`init` did not run).

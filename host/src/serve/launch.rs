@@ -44,7 +44,30 @@ pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyh
         );
     }
     release_freed_memory();
+    prune_caches(config, &registry);
     super::run(config, Arc::new(registry), shutdown).await
+}
+
+/// Removes the snapshots of the tenants' components built with settings no
+/// tenant uses any more, cache folder by cache folder.
+fn prune_caches(config: &Config, registry: &Registry) {
+    let in_use: Vec<_> = registry
+        .tenants()
+        .filter_map(|(_, binding)| {
+            let key = binding.decider()?.policy().cache_key().clone();
+            Some(key)
+        })
+        .collect();
+    let mut dirs: Vec<_> = config
+        .tenants
+        .iter()
+        .filter_map(|tenant| tenant.policy.cache())
+        .collect();
+    dirs.sort_by(|a, b| a.dir().cmp(b.dir()));
+    dirs.dedup_by(|a, b| a.dir() == b.dir());
+    for cache in dirs {
+        cache.retain(&in_use);
+    }
 }
 
 /// One tenant's binding: its policy loaded, or — when it fails to load and
