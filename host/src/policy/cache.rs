@@ -14,9 +14,9 @@
 //! were no cache) a folder that is a symlink, belongs to another user or is
 //! open to group or others. Entries are written 0600 under a unique temporary
 //! name and renamed, so a crash or a concurrent writer never leaves a
-//! half-written entry under a real name; storing a policy removes the entries
-//! of the same component built with other settings, so rotated secrets do not
-//! linger.
+//! half-written entry under a real name. `serve` removes, once every tenant
+//! is loaded, the entries of its components built with settings no tenant
+//! uses ([`CompiledCache::retain`]), so rotated secrets do not linger.
 
 use std::hash::{Hash as _, Hasher as _};
 use std::io::Write as _;
