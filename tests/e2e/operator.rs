@@ -336,6 +336,17 @@ default_sentinel: "{sentinel}"
             other,
         }
     }
+
+    /// The callout's keys: it signs responses with AUTH's signing key and
+    /// logs in as `service`, a user of AUTH.
+    fn keys(&self, service: &KeyPair) -> Keys {
+        Keys {
+            issuer: KeyPair::from_seed(&self.auth_signing.seed().unwrap()).unwrap(),
+            xkey: XKey::new(),
+            service: KeyPair::from_seed(&service.seed().unwrap()).unwrap(),
+            service_jwt: Some(user_jwt(service, json!({}), &self.auth)),
+        }
+    }
 }
 
 /// Operator mode end to end: the service signs responses with AUTH's signing
@@ -388,14 +399,7 @@ scoped = true
         extra_toml: &extra,
         ..CalloutSpec::hostile("account = \"APP\"", "")
     };
-    let creds = user_jwt(&service, json!({}), &nats.auth);
-    let keys = Keys {
-        issuer: KeyPair::from_seed(&nats.auth_signing.seed().unwrap()).unwrap(),
-        xkey: XKey::new(),
-        service: KeyPair::from_seed(&service.seed().unwrap()).unwrap(),
-        service_jwt: Some(creds),
-    };
-    let callout = Callout::start(&nats.server.url(), &keys, &spec);
+    let callout = Callout::start(&nats.server.url(), &nats.keys(&service), &spec);
     let logs = || format!("{}\n{}", callout.log(), nats.server.log());
     let connect_granted = |grant: Value| {
         let url = nats.server.url();
@@ -489,13 +493,7 @@ async fn an_account_outside_allowed_accounts_stops_the_service() {
         extra_toml: &extra,
         ..CalloutSpec::hostile("account = \"OTHER\"", "")
     };
-    let keys = Keys {
-        issuer: KeyPair::from_seed(&nats.auth_signing.seed().unwrap()).unwrap(),
-        xkey: XKey::new(),
-        service: KeyPair::from_seed(&service.seed().unwrap()).unwrap(),
-        service_jwt: Some(user_jwt(&service, json!({}), &nats.auth)),
-    };
-    let mut callout = Callout::spawn(&nats.server.url(), &keys, &spec);
+    let mut callout = Callout::spawn(&nats.server.url(), &nats.keys(&service), &spec);
     assert_ne!(callout.wait_exit(Duration::from_secs(60)), Some(0));
     let log = callout.log();
     assert!(

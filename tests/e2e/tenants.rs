@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_nats::ConnectOptions;
 
-use super::{assert_authorization_violation, connect, user_info};
-use crate::harness::{self, CalloutSpec, NatsServer, ServerXkey, stack};
+use super::{assert_authorization_violation, connect, connect_as, user_info};
+use crate::harness::{self, CalloutSpec, ServerXkey, stack};
 
 /// Four tenants: `spin` (the hostile policy, taking connections named
 /// `spin…`, two calls at a time), `acme` (users `…@acme`), `globex`
@@ -68,17 +68,6 @@ accounts = ["APP"]
     )
 }
 
-async fn as_user(
-    server: &NatsServer,
-    user: &str,
-) -> Result<async_nats::Client, async_nats::ConnectError> {
-    connect(
-        &server.url(),
-        ConnectOptions::with_user_and_password(user.into(), "x".into()),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_is_decided_by_its_own_policy() {
     let tenants = tenants();
@@ -92,7 +81,7 @@ async fn each_tenant_is_decided_by_its_own_policy() {
         Duration::from_secs(5),
     );
 
-    let acme = as_user(&server, "alice@acme")
+    let acme = connect_as(&server, "alice@acme")
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
     assert_eq!(user_info(&acme).await["account"], "APP");
@@ -109,19 +98,19 @@ async fn each_tenant_is_decided_by_its_own_policy() {
     server.wait_for_log("policy denied: unknown token", Duration::from_secs(5));
 
     // A tenant whose policy did not load: denied with why; the others served.
-    assert_authorization_violation(as_user(&server, "bob@broken").await);
+    assert_authorization_violation(connect_as(&server, "bob@broken").await);
     server.wait_for_log(
         "the tenant's policy is unavailable: cannot read policy /nonexistent/policy.wasm",
         Duration::from_secs(5),
     );
     // No route takes it: denied.
-    assert_authorization_violation(as_user(&server, "mallory").await);
+    assert_authorization_violation(connect_as(&server, "mallory").await);
     server.wait_for_log(
         "no tenant's route takes this request",
         Duration::from_secs(5),
     );
     callout.wait_for_log("tenant=\"-\"", Duration::from_secs(5));
-    assert!(as_user(&server, "carol@acme").await.is_ok());
+    assert!(connect_as(&server, "carol@acme").await.is_ok());
 }
 
 /// Fairness: 48 clients of `spin` whose calls each spin to their 300 ms
@@ -152,7 +141,7 @@ async fn a_spinning_tenant_fills_its_own_share_not_the_others() {
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..10 {
-        as_user(&server, &format!("user{i}@acme"))
+        connect_as(&server, &format!("user{i}@acme"))
             .await
             .unwrap_or_else(|e| {
                 panic!(

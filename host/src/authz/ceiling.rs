@@ -134,7 +134,7 @@ pub fn covers(pattern: &str, subject: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::wit::Limits;
+    use crate::authz::rules::tests::blank_grant;
 
     #[test]
     fn subjects_are_inside_a_pattern_as_nats_matches_them() {
@@ -183,30 +183,10 @@ mod tests {
 
     fn grant(publish: &[&str], subscribe: &[&str]) -> Grant {
         let list = |subjects: &[&str]| subjects.iter().map(|s| s.to_string()).collect();
-        Grant {
-            account: "APP".into(),
-            name: None,
-            publish: Permission {
-                allow: list(publish),
-                deny: vec![],
-            },
-            subscribe: Permission {
-                allow: list(subscribe),
-                deny: vec![],
-            },
-            responses: None,
-            expires_in_secs: None,
-            tags: vec![],
-            limits: Limits {
-                subs: None,
-                data: None,
-                payload: None,
-                source_cidrs: vec![],
-                times: vec![],
-                times_location: None,
-            },
-            connection_types: vec![],
-        }
+        let mut grant = blank_grant("APP");
+        grant.publish.allow = list(publish);
+        grant.subscribe.allow = list(subscribe);
+        grant
     }
 
     fn acme() -> Ceiling {

@@ -621,7 +621,7 @@ fn clock_seconds(text: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::policy::wit::{Limits, TimeWindow};
 
@@ -647,21 +647,22 @@ mod tests {
         request
     }
 
-    fn grant(account: &str) -> Grant {
+    /// A grant into `account` that sets nothing: no subjects, no limits.
+    pub(in crate::authz) fn blank_grant(account: &str) -> Grant {
         Grant {
             account: account.into(),
             name: None,
             publish: Permission {
-                allow: vec!["app.>".into()],
+                allow: vec![],
                 deny: vec![],
             },
             subscribe: Permission {
-                allow: vec!["_INBOX.> workers".into()],
+                allow: vec![],
                 deny: vec![],
             },
             responses: None,
             expires_in_secs: None,
-            tags: vec!["Team".into()],
+            tags: vec![],
             limits: Limits {
                 subs: None,
                 data: None,
@@ -670,8 +671,17 @@ mod tests {
                 times: vec![],
                 times_location: None,
             },
-            connection_types: vec![ConnectionType::Standard],
+            connection_types: vec![],
         }
+    }
+
+    fn grant(account: &str) -> Grant {
+        let mut grant = blank_grant(account);
+        grant.publish.allow = vec!["app.>".into()];
+        grant.subscribe.allow = vec!["_INBOX.> workers".into()];
+        grant.tags = vec!["Team".into()];
+        grant.connection_types = vec![ConnectionType::Standard];
+        grant
     }
 
     #[test]
