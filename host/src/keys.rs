@@ -8,20 +8,31 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use nkeys::{KeyPair, KeyPairType, XKey};
 
-use crate::config::{Config, ENV_ISSUER_SEED, ENV_XKEY_SEED, Secret};
+use crate::config::{Callout, ENV_ISSUER_SEED, ENV_XKEY_SEED, Secret};
 use crate::protocol::jwt::FastSigner;
 use crate::protocol::mint::{AccountKey, Placement};
 use crate::protocol::xkey::SealedBoxes;
 
 /// The key that signs responses (the callout issuer, or in operator mode
 /// the auth account's identity or signing key) and the optional curve key
-/// pair, from `[issuer]`.
-pub fn load_issuer(config: &Config) -> anyhow::Result<(AccountKey, Option<SealedBoxes>)> {
-    let seed = config
+/// pair, from the callout's `[issuer]`.
+pub fn load_issuer(callout: &Callout) -> anyhow::Result<(AccountKey, Option<SealedBoxes>)> {
+    let table = callout.table("issuer");
+    let seed = callout
         .secret(Secret::IssuerSeed)?
-        .context("[issuer] seed_file is missing")?;
-    let key = account_seed(&seed, &format!("[issuer] seed_file (or {ENV_ISSUER_SEED})"))?;
-    let account = config
+        .with_context(|| format!("{table} seed_file is missing"))?;
+    let (seed_from, xkey_from) = match callout.owner() {
+        None => (
+            format!("{table} seed_file (or {ENV_ISSUER_SEED})"),
+            format!("{table} xkey_seed_file (or {ENV_XKEY_SEED})"),
+        ),
+        Some(_) => (
+            format!("{table} seed_file"),
+            format!("{table} xkey_seed_file"),
+        ),
+    };
+    let key = account_seed(&seed, &seed_from)?;
+    let account = callout
         .issuer
         .account
         .clone()
@@ -31,13 +42,11 @@ pub fn load_issuer(config: &Config) -> anyhow::Result<(AccountKey, Option<Sealed
         key: FastSigner::new(&key)?,
         scoped: false,
     };
-    let xkey = config
+    let xkey = callout
         .secret(Secret::XkeySeed)?
         .map(|seed| {
             SealedBoxes::from_seed(&seed).map_err(|_| {
-                anyhow::anyhow!(
-                    "[issuer] xkey_seed_file (or {ENV_XKEY_SEED}) does not hold a curve seed (it must start with SX)"
-                )
+                anyhow::anyhow!("{xkey_from} does not hold a curve seed (it must start with SX)")
             })
         })
         .transpose()?;
@@ -47,13 +56,14 @@ pub fn load_issuer(config: &Config) -> anyhow::Result<(AccountKey, Option<Sealed
 /// Where users go: by name in config mode; in operator mode by the
 /// `[accounts]` table, each account with the key its users are signed with.
 /// Refuses an account the auth account's `allowed_accounts` does not allow.
-pub fn load_placement(config: &Config, auth_account: &str) -> anyhow::Result<Placement> {
-    if !config.operator_mode() {
+pub fn load_placement(callout: &Callout, auth_account: &str) -> anyhow::Result<Placement> {
+    if !callout.operator_mode() {
         return Ok(Placement::Config);
     }
     let mut accounts = BTreeMap::new();
-    for (name, account) in &config.accounts {
-        let allowed = config
+    for (name, account) in callout.accounts {
+        let table = callout.table(&format!("accounts.{name}"));
+        let allowed = callout
             .issuer
             .allowed_accounts
             .as_ref()
@@ -65,12 +75,13 @@ pub fn load_placement(config: &Config, auth_account: &str) -> anyhow::Result<Pla
             });
         if !allowed {
             bail!(
-                "[accounts.{name}] public_key {} is not in [issuer] allowed_accounts: nats-server would refuse every user placed there (nsc edit authcallout --allowed-account)",
-                account.public_key
+                "{table} public_key {} is not in {} allowed_accounts: nats-server would refuse every user placed there (nsc edit authcallout --allowed-account)",
+                account.public_key,
+                callout.table("issuer"),
             );
         }
-        let what = format!("[accounts.{name}] signing_key_file");
-        let seed = config
+        let what = format!("{table} signing_key_file");
+        let seed = callout
             .secret(Secret::AccountSigningKey(name))?
             .with_context(|| format!("{what} is missing"))?;
         let key = account_seed(&seed, &what)?;
@@ -79,7 +90,7 @@ pub fn load_placement(config: &Config, auth_account: &str) -> anyhow::Result<Pla
             // template, and users without permissions get the account's
             // defaults (usually everything).
             bail!(
-                "[accounts.{name}] scoped = true, but signing_key_file holds the account's identity key, which has no scope: use the scoped signing key's seed"
+                "{table} scoped = true, but signing_key_file holds the account's identity key, which has no scope: use the scoped signing key's seed"
             );
         }
         accounts.insert(
@@ -142,6 +153,7 @@ pub fn generate(dir: &Path, account: &str, auth_user: &str) -> anyhow::Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     /// A configuration in operator mode whose APP account is `app`, signed
     /// by `app_key`, under `allowed` (an `allowed_accounts` line or nothing).
@@ -176,9 +188,10 @@ scoped = true
         let dir = tempfile::tempdir().unwrap();
         let (app, app_signing) = (KeyPair::new_account(), KeyPair::new_account());
         let config = operator_config(dir.path(), &app.public_key(), &app_signing, "");
-        let (issuer, _) = load_issuer(&config).unwrap();
+        let (issuer, _) = load_issuer(&config.callouts()[0]).unwrap();
         assert_eq!(issuer.issuer_account(), None, "the identity key signs");
-        let Placement::Operator(accounts) = load_placement(&config, &issuer.account).unwrap()
+        let Placement::Operator(accounts) =
+            load_placement(&config.callouts()[0], &issuer.account).unwrap()
         else {
             panic!("operator mode");
         };
@@ -200,7 +213,10 @@ scoped = true
             &app_signing,
             &format!("allowed_accounts = [\"{other}\"]"),
         );
-        let error = load_placement(&refused, "AAUTH").err().unwrap().to_string();
+        let error = load_placement(&refused.callouts()[0], "AAUTH")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             error.contains("[accounts.APP] public_key") && error.contains("allowed_accounts"),
             "{error}"
@@ -211,9 +227,9 @@ scoped = true
             &app_signing,
             "allowed_accounts = [\"*\"]",
         );
-        assert!(load_placement(&star, "AAUTH").is_ok());
+        assert!(load_placement(&star.callouts()[0], "AAUTH").is_ok());
         // The auth account itself needs no entry.
-        assert!(load_placement(&refused, &app.public_key()).is_ok());
+        assert!(load_placement(&refused.callouts()[0], &app.public_key()).is_ok());
     }
 
     #[test]
@@ -222,7 +238,10 @@ scoped = true
         let app = KeyPair::new_account();
         // `scoped = true` with the account's own identity key.
         let config = operator_config(dir.path(), &app.public_key(), &app, "");
-        let error = load_placement(&config, "AAUTH").err().unwrap().to_string();
+        let error = load_placement(&config.callouts()[0], "AAUTH")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             error.contains("holds the account's identity key, which has no scope"),
             "{error}"

@@ -886,7 +886,7 @@ fn jwt_shaped_strings_are_refused() {
 const ACCOUNTS: [&str; 3] = ["APP", "$G", "ÜBER.app"];
 
 /// The operator's rules: the accounts above and any valid lifetimes
-/// (`config.rs` requires 1 ≤ default ≤ max).
+/// (`config/mod.rs` requires 1 ≤ default ≤ max).
 fn grant_rules() -> impl Strategy<Value = GrantRules> {
     let seconds = || prop_oneof![1u64..100_000, any::<u64>(), Just(u64::MAX)];
     (seconds(), seconds()).prop_map(|(a, b)| GrantRules {

@@ -60,8 +60,8 @@ pub async fn token_table_registry(xkey: Option<Arc<SealedBoxes>>, deny: DenyMode
         .unwrap_or_else(|e| panic!("{e} (run scripts/build-policies.sh)"));
     let signer = FastSigner::new(&KeyPair::new_account()).expect("a signer");
     let binding = Binding::new(
-        AccountKey::identity(signer),
-        Placement::Config,
+        Arc::new(AccountKey::identity(signer)),
+        Arc::new(Placement::Config),
         decider,
         deny,
     );

@@ -118,7 +118,7 @@ impl Keys {
 }
 
 /// A `.creds` file as `nsc` writes it: the user JWT, then the user's seed.
-fn creds_file(jwt: &str, user: &KeyPair) -> String {
+pub fn creds_file(jwt: &str, user: &KeyPair) -> String {
     format!(
         "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
          ************************* IMPORTANT *************************\n\
@@ -404,6 +404,21 @@ seed_file = "issuer.seed"
             extra_issuer = spec.extra_issuer_toml,
             extra_toml = spec.extra_toml,
         );
+        Callout::spawn_in(dir, &conf)
+    }
+
+    /// Writes `files` (name, content) and the configuration `conf` as it is
+    /// into a folder of their own, and starts the service there, without
+    /// waiting.
+    pub fn spawn_with_files(conf: &str, files: &[(&str, String)]) -> Callout {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write a file");
+        }
+        Callout::spawn_in(dir, conf)
+    }
+
+    fn spawn_in(dir: tempfile::TempDir, conf: &str) -> Callout {
         std::fs::write(dir.path().join("callout.toml"), conf).expect("write callout.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_nats-callout"))
             .arg("serve")

@@ -16,7 +16,7 @@ use nkeys::{KeyPair, XKey};
 use serde_json::{Value, json};
 
 use super::{assert_authorization_violation, connect, user_info};
-use crate::harness::{Callout, CalloutSpec, Keys, NatsServer};
+use crate::harness::{self, Callout, CalloutSpec, Keys, NatsServer};
 
 /// A JWT for `sub` signed by `signer`, with `nats` typed as nats-io/jwt v2
 /// writes it (`type`, `version: 2`).
@@ -501,6 +501,227 @@ async fn an_account_outside_allowed_accounts_stops_the_service() {
             "[accounts.OTHER] public_key {} is not in [issuer] allowed_accounts",
             nats.other.public_key()
         )),
+        "{log}"
+    );
+}
+
+/// One of two auth accounts of [`TwoAuthAccounts`]: the account, the
+/// callout's keys in it, its target account APP, and a sentinel its
+/// clients connect with.
+struct AuthAccount {
+    auth: KeyPair,
+    /// Signs the account's responses (a signing key for `a`, the identity
+    /// key for `b`).
+    responder: KeyPair,
+    xkey: XKey,
+    service: KeyPair,
+    app: KeyPair,
+    /// Signs APP's users (a signing key for `a`, the identity key for `b`).
+    app_signer: KeyPair,
+    sentinel: String,
+    sentinel_key: KeyPair,
+}
+
+impl AuthAccount {
+    fn new(signing_keys: bool) -> AuthAccount {
+        let (auth, app) = (KeyPair::new_account(), KeyPair::new_account());
+        let copy = |key: &KeyPair| KeyPair::from_seed(&key.seed().unwrap()).unwrap();
+        let (responder, app_signer) = if signing_keys {
+            (KeyPair::new_account(), KeyPair::new_account())
+        } else {
+            (copy(&auth), copy(&app))
+        };
+        let sentinel_key = KeyPair::new_user();
+        let sentinel = user_jwt(
+            &sentinel_key,
+            json!({ "bearer_token": true, "pub": { "deny": [">"] }, "sub": { "deny": [">"] } }),
+            &auth,
+        );
+        AuthAccount {
+            auth,
+            responder,
+            xkey: XKey::new(),
+            service: KeyPair::new_user(),
+            app,
+            app_signer,
+            sentinel,
+            sentinel_key,
+        }
+    }
+
+    /// AUTH's and APP's account JWTs: AUTH hands its clients to its callout
+    /// (encrypted to its xkey) and allows only its own APP.
+    fn account_jwts(&self, operator: &KeyPair) -> [(String, String); 2] {
+        let signing_keys = |account: &KeyPair, signer: &KeyPair| {
+            if account.public_key() == signer.public_key() {
+                json!([])
+            } else {
+                json!([signer.public_key()])
+            }
+        };
+        let auth = account_jwt(
+            &self.auth,
+            json!({
+                "signing_keys": signing_keys(&self.auth, &self.responder),
+                "authorization": {
+                    "auth_users": [self.service.public_key()],
+                    "allowed_accounts": [self.app.public_key()],
+                    "xkey": self.xkey.public_key(),
+                },
+            }),
+            operator,
+        );
+        let app = account_jwt(
+            &self.app,
+            json!({ "signing_keys": signing_keys(&self.app, &self.app_signer) }),
+            operator,
+        );
+        [(self.auth.public_key(), auth), (self.app.public_key(), app)]
+    }
+
+    /// The tenant `name`'s tables and the files they name.
+    fn tenant(&self, name: &str) -> (String, Vec<(String, String)>) {
+        let seed = |key: &KeyPair| key.seed().unwrap();
+        let creds = harness::creds_file(
+            &user_jwt(&self.service, json!({}), &self.auth),
+            &self.service,
+        );
+        let toml = format!(
+            r#"
+[[tenant]]
+name = "{name}"
+[tenant.nats]
+creds_file = "{name}.creds"
+[tenant.issuer]
+seed_file = "{name}-auth.nk"
+xkey_seed_file = "{name}-xkey.seed"
+account = "{auth}"
+allowed_accounts = ["{app}"]
+[tenant.accounts.APP]
+public_key = "{app}"
+signing_key_file = "{name}-app.nk"
+[tenant.policy]
+wasm = "{hostile}"
+accounts = ["APP"]
+[tenant.policy.settings]
+account = "APP"
+"#,
+            auth = self.auth.public_key(),
+            app = self.app.public_key(),
+            hostile = harness::policy_wasm("hostile-policy").display(),
+        );
+        let files = vec![
+            (format!("{name}.creds"), creds),
+            (format!("{name}-auth.nk"), seed(&self.responder)),
+            (format!("{name}-xkey.seed"), self.xkey.seed().unwrap()),
+            (format!("{name}-app.nk"), seed(&self.app_signer)),
+        ];
+        (toml, files)
+    }
+
+    /// Connection options of a client with this account's sentinel.
+    fn client(&self, user: &str, password: &str) -> ConnectOptions {
+        ConnectOptions::with_user_and_password(user.into(), password.into())
+            .credentials(&harness::creds_file(&self.sentinel, &self.sentinel_key))
+            .expect("sentinel creds")
+    }
+}
+
+/// Several auth accounts, one host: an operator-mode server with two auth
+/// accounts, each with its own callout (auth user, xkey, allowed APP
+/// account), served by one `nats-callout` whose two tenants each have
+/// their own connection, keys and accounts (`[tenant.nats]`,
+/// `[tenant.issuer]`, `[tenant.accounts]`). Both policies name their
+/// account `APP`, which each tenant maps to its own; tenant b's policy
+/// granting a's account is denied by the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_auth_account_is_a_tenant_with_its_own_connection_and_keys() {
+    let (a, b) = (AuthAccount::new(true), AuthAccount::new(false));
+    let operator = KeyPair::new_operator();
+    let sys = KeyPair::new_account();
+    let operator_jwt = jwt(
+        &operator,
+        "operator",
+        json!({ "system_account": sys.public_key() }),
+        &operator,
+    );
+    let preload = a
+        .account_jwts(&operator)
+        .into_iter()
+        .chain(b.account_jwts(&operator))
+        .chain([(sys.public_key(), account_jwt(&sys, json!({}), &operator))])
+        .map(|(key, jwt)| format!("  {key}: \"{jwt}\"\n"))
+        .collect::<String>();
+    let server = NatsServer::with_conf(&format!(
+        r#"
+server_name: two_auth_accounts
+operator: "{operator_jwt}"
+system_account: {sys}
+resolver: MEMORY
+resolver_preload: {{
+{preload}}}
+default_sentinel: "{sentinel}"
+"#,
+        sys = sys.public_key(),
+        sentinel = a.sentinel,
+    ));
+    let (a_toml, a_files) = a.tenant("a");
+    let (b_toml, b_files) = b.tenant("b");
+    let conf = format!("[nats]\nservers = [\"{}\"]\n{a_toml}{b_toml}", server.url());
+    let files: Vec<(&str, String)> = a_files
+        .iter()
+        .chain(&b_files)
+        .map(|(name, content)| (name.as_str(), content.clone()))
+        .collect();
+    let callout = Callout::spawn_with_files(&conf, &files);
+    for tenant in ["a", "b"] {
+        callout.wait_for_log(
+            &format!("callout=\"{tenant}\" tenant=\"{tenant}\""),
+            Duration::from_secs(120),
+        );
+    }
+    let logs = || format!("{}\n{}", callout.log(), server.log());
+
+    // a's clients: the default sentinel, or a's own; both land in a's APP.
+    for options in [
+        ConnectOptions::with_user_and_password("ok".into(), "x".into()),
+        a.client("ok", "x"),
+    ] {
+        let client = connect(&server.url(), options)
+            .await
+            .unwrap_or_else(|e| panic!("a's client is not admitted: {e}\n{}", logs()));
+        assert_eq!(user_info(&client).await["account"], a.app.public_key());
+    }
+    callout.wait_for_log("tenant=\"a\" client_id=", Duration::from_secs(5));
+
+    // b's client, with b's sentinel: the same policy's APP is b's APP.
+    let client = connect(&server.url(), b.client("ok", "x"))
+        .await
+        .unwrap_or_else(|e| panic!("b's client is not admitted: {e}\n{}", logs()));
+    assert_eq!(user_info(&client).await["account"], b.app.public_key());
+    callout.wait_for_log("tenant=\"b\" client_id=", Duration::from_secs(5));
+
+    // b's policy placing a user into a's account: the host's deny, signed
+    // by b's key (nats-server reads the reason from it).
+    let into_a = json!({ "account": a.app.public_key() }).to_string();
+    assert_authorization_violation(connect(&server.url(), b.client("grant", &into_a)).await);
+    server.wait_for_log(
+        &format!(
+            "callout service returned an error: policy granted account \"{}\", which is not in [policy] accounts",
+            a.app.public_key()
+        ),
+        Duration::from_secs(5),
+    );
+    // And b's policy denying is b's deny, on b's connection.
+    assert_authorization_violation(connect(&server.url(), b.client("deny", "x")).await);
+    server.wait_for_log(
+        "callout service returned an error: policy denied: wrong credentials",
+        Duration::from_secs(5),
+    );
+    let log = callout.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("tenant=\"b\"") && line.contains("user=\"deny\"")),
         "{log}"
     );
 }

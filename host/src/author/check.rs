@@ -63,7 +63,12 @@ pub async fn run(input: CheckInput) -> anyhow::Result<Value> {
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     // A throwaway issuer: the same signing and size limits as `serve`.
     let issuer = AccountKey::identity(FastSigner::new(&nkeys::KeyPair::new_account())?);
-    let binding = Binding::new(issuer, Placement::Config, decider, DenyMode::Error);
+    let binding = Binding::new(
+        Arc::new(issuer),
+        Arc::new(Placement::Config),
+        decider,
+        DenyMode::Error,
+    );
     let policy = decider_policy(&binding)?;
     let verified = VerifiedRequest::unsigned(request, binding.account());
     let mut verdict = binding.decide(&verified).await;

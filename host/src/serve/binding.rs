@@ -12,8 +12,9 @@ use crate::untrusted::{Quoted, reason_text};
 
 /// One auth account's policy, rules and keys.
 pub struct Binding {
-    issuer: AccountKey,
-    placement: Placement,
+    /// Shared by the tenants of one callout: their keys are read once.
+    issuer: Arc<AccountKey>,
+    placement: Arc<Placement>,
     /// The decider, or why the tenant's policy did not load (its requests
     /// are then denied with that reason).
     decider: Result<Decider, Arc<str>>,
@@ -23,8 +24,8 @@ pub struct Binding {
 impl Binding {
     /// `issuer` signs the responses (and, in config mode, the user JWTs).
     pub fn new(
-        issuer: AccountKey,
-        placement: Placement,
+        issuer: Arc<AccountKey>,
+        placement: Arc<Placement>,
         decider: Decider,
         deny_mode: DenyMode,
     ) -> Binding {
@@ -39,8 +40,8 @@ impl Binding {
     /// A binding whose policy did not load, for `why`: it denies every
     /// request, and the other tenants are served.
     pub fn unavailable(
-        issuer: AccountKey,
-        placement: Placement,
+        issuer: Arc<AccountKey>,
+        placement: Arc<Placement>,
         why: &str,
         deny_mode: DenyMode,
     ) -> Binding {
@@ -126,7 +127,7 @@ impl Binding {
 
     /// The key that signs the JWT of a user placed into `account`.
     fn user_issuer(&self, account: &str) -> Option<&AccountKey> {
-        match &self.placement {
+        match &*self.placement {
             Placement::Config => Some(&self.issuer),
             Placement::Operator(accounts) => accounts.get(account),
         }

@@ -1,58 +1,80 @@
-//! The composition root: from a configuration to a running service. Keys,
-//! a sandbox sized for every tenant, each tenant's policy compiled and
-//! initialized, its binding in the registry behind its route; then
+//! The composition root: from a configuration to a running service. A
+//! sandbox sized for every tenant; for each callout (each auth account),
+//! its keys read once and a registry holding the binding of each of its
+//! tenants — its policy compiled and initialized — behind its route; then
 //! [`run`](super::run) until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::bail;
+use tokio::sync::Semaphore;
+
 use super::{Binding, Registry};
 use crate::authz::Decider;
-use crate::config::{Config, TenantConfig};
+use crate::config::{Callout, Config, TenantConfig};
 use crate::keys;
-use crate::policy::{PolicySource, Sandbox, SandboxLimits};
+use crate::policy::{PolicyLimits, Sandbox, SandboxLimits};
+use crate::protocol::mint::{AccountKey, Placement};
 use crate::protocol::verify::Verifier;
 use crate::untrusted::reason_text;
 
 /// Builds the service `config` describes and serves until `shutdown`.
 pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (_, xkey) = keys::load_issuer(config)?;
     let service = &config.service;
-    let sources: Vec<PolicySource> = config
+    let limits: Vec<PolicyLimits> = config
         .tenants
         .iter()
-        .map(|tenant| tenant.policy.source(service))
+        .map(|tenant| tenant.policy.source(service).limits)
         .collect();
     let sandbox = Sandbox::new(SandboxLimits::for_policies(
         service.max_in_flight,
-        sources.iter().map(|source| &source.limits),
+        limits.iter(),
     ))
     .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
     let leeway = Duration::from_millis(service.expiry_leeway_ms);
-    let mut registry = Registry::new(Verifier::new(xkey.map(Arc::new), leeway))
-        .with_in_flight(service.max_in_flight);
-    for (tenant, source) in config.tenants.iter().zip(&sources) {
-        let binding = tenant_binding(config, tenant, source, &sandbox).await?;
-        let account = binding.account().to_string();
-        registry.insert_tenant(
-            account,
-            &tenant.name,
-            tenant.route.clone(),
-            tenant.max_in_flight,
-            binding,
-        );
+    let in_flight = Arc::new(Semaphore::new(service.max_in_flight.max(1)));
+    let mut served: Vec<(Callout, Arc<Registry>)> = Vec::new();
+    for callout in config.callouts() {
+        let (issuer, xkey) = keys::load_issuer(&callout)?;
+        if let Some((other, _)) = served
+            .iter()
+            .find(|(_, registry)| registry.accounts().any(|a| a == issuer.account))
+        {
+            bail!(
+                "callouts {} and {} both answer for the auth account {}: nats-server would split its requests between them; give their tenants one [issuer] and routes",
+                other.label(),
+                callout.label(),
+                issuer.account
+            );
+        }
+        let placement = Arc::new(keys::load_placement(&callout, &issuer.account)?);
+        let issuer = Arc::new(issuer);
+        let mut registry = Registry::new(Verifier::new(xkey.map(Arc::new), leeway))
+            .with_in_flight(in_flight.clone());
+        for tenant in &callout.tenants {
+            let binding = tenant_binding(config, tenant, &issuer, &placement, &sandbox).await?;
+            registry.insert_tenant(
+                issuer.account.clone(),
+                &tenant.name,
+                tenant.route.clone(),
+                tenant.max_in_flight,
+                binding,
+            );
+        }
+        served.push((callout, Arc::new(registry)));
     }
     release_freed_memory();
-    prune_caches(config, &registry);
-    super::run(config, Arc::new(registry), shutdown).await
+    prune_caches(config, served.iter().map(|(_, registry)| &**registry));
+    super::run(service, served, shutdown).await
 }
 
 /// Removes the snapshots of the tenants' components built with settings no
 /// tenant uses any more, cache folder by cache folder.
-fn prune_caches(config: &Config, registry: &Registry) {
-    let in_use: Vec<_> = registry
-        .tenants()
+fn prune_caches<'a>(config: &Config, registries: impl Iterator<Item = &'a Registry>) {
+    let in_use: Vec<_> = registries
+        .flat_map(Registry::tenants)
         .filter_map(|(_, binding)| {
             let key = binding.decider()?.policy().cache_key().clone();
             Some(key)
@@ -76,16 +98,17 @@ fn prune_caches(config: &Config, registry: &Registry) {
 async fn tenant_binding(
     config: &Config,
     tenant: &TenantConfig,
-    source: &PolicySource,
+    issuer: &Arc<AccountKey>,
+    placement: &Arc<Placement>,
     sandbox: &Arc<Sandbox>,
 ) -> anyhow::Result<Binding> {
-    let (issuer, _) = keys::load_issuer(config)?;
-    let placement = keys::load_placement(config, &issuer.account)?;
+    let (issuer, placement) = (issuer.clone(), placement.clone());
     let policy = &tenant.policy;
+    let source = policy.source(&config.service);
     let started = Instant::now();
     let loaded = Decider::load(
         sandbox,
-        source,
+        &source,
         policy.grant_rules(),
         policy.cache().as_ref(),
     )

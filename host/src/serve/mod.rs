@@ -1,6 +1,7 @@
 //! Serving: the service's request path on NATS. [`launch`] builds it from a
-//! configuration; [`run`] takes requests from the subscription, answers up to
-//! `max_in_flight` at once through the [`Registry`], and drains on shutdown.
+//! configuration; [`run`] takes requests from each callout's subscription,
+//! answers up to `max_in_flight` at once through the callout's
+//! [`Registry`], and drains on shutdown.
 
 mod binding;
 mod launch;
@@ -13,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_nats::{Client, Message};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -24,38 +25,54 @@ pub use registry::{Handled, Registry};
 pub use shutdown::shutdown_signal;
 
 use crate::authz::DECISION_LOG;
-use crate::config::Config;
+use crate::config::{Callout, ServiceConfig};
 use crate::protocol::verify::DropReason;
 
-/// Serves requests until `shutdown` completes, then stops taking requests,
-/// finishes those in flight and flushes their replies.
+/// Serves every callout's requests until `shutdown` completes, then stops
+/// taking requests, finishes those in flight and flushes their replies.
 pub async fn run(
-    config: &Config,
-    registry: Arc<Registry>,
+    service: &ServiceConfig,
+    callouts: Vec<(Callout<'_>, Arc<Registry>)>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (client, mut requests) = nats::subscribe(config).await?;
+    // Messages taken from the subscriptions and not answered yet: the
+    // registries bound the policy calls (per tenant and in all); this bounds
+    // the requests waiting for one, so a storm is held in NATS, not here.
+    let waiting = Arc::new(Semaphore::new(
+        service.max_in_flight.saturating_mul(16).max(256),
+    ));
+    let shutdown = shutdown.shared();
+    let serving = callouts.into_iter().map(|(callout, registry)| {
+        serve_callout(callout, registry, waiting.clone(), shutdown.clone())
+    });
+    futures::future::try_join_all(serving).await?;
+    Ok(())
+}
+
+/// Serves one callout: its connection, its subscription, its registry.
+async fn serve_callout(
+    callout: Callout<'_>,
+    registry: Arc<Registry>,
+    waiting: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (client, mut requests) = nats::subscribe(&callout).await?;
     for (tenant, binding) in registry.tenants() {
         let policy = binding.decider().map(|decider| decider.policy());
         tracing::info!(
             subject = AUTH_SUBJECT,
-            queue_group = %config.nats.queue_group,
+            queue_group = %callout.nats.queue_group,
+            callout = callout.label(),
             tenant,
             policy = policy.map_or("(unavailable)", |p| p.name()),
             policy_sha256 = policy.map_or("-", |p| p.digest()),
             account = binding.account(),
             signer = binding.signer(),
-            operator_mode = config.operator_mode(),
+            operator_mode = callout.operator_mode(),
             encryption = registry.verifier().xkey().is_some(),
             "serving auth callout requests"
         );
     }
-    // Messages taken from the subscription and not answered yet: the
-    // registry bounds the policy calls (per tenant and in all); this bounds
-    // the requests waiting for one, so a storm is held in NATS, not here.
-    let waiting = Arc::new(Semaphore::new(
-        config.service.max_in_flight.saturating_mul(16).max(256),
-    ));
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -74,7 +91,7 @@ pub async fn run(
         let (registry, client) = (registry.clone(), client.clone());
         tasks.spawn(answer(registry, client, message, permit));
     }
-    shutdown::drain(&client, requests, tasks).await;
+    shutdown::drain(callout.label(), &client, requests, tasks).await;
     Ok(())
 }
 

@@ -28,8 +28,9 @@ use crate::untrusted::Quoted;
 pub struct Registry<B = Binding> {
     verifier: Verifier,
     accounts: BTreeMap<String, Vec<Tenant<B>>>,
-    /// Policy calls running at once, all tenants together.
-    in_flight: Semaphore,
+    /// Policy calls running at once, all tenants together (of every
+    /// callout: the registries of one service share it).
+    in_flight: Arc<Semaphore>,
 }
 
 /// One tenant: its route, its binding and its share of the calls.
@@ -61,13 +62,14 @@ impl<B> Registry<B> {
         Registry {
             verifier,
             accounts: BTreeMap::new(),
-            in_flight: Semaphore::new(Semaphore::MAX_PERMITS),
+            in_flight: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
         }
     }
 
-    /// At most `max_in_flight` policy calls at once, all tenants together.
-    pub fn with_in_flight(mut self, max_in_flight: usize) -> Registry<B> {
-        self.in_flight = Semaphore::new(max_in_flight.clamp(1, Semaphore::MAX_PERMITS));
+    /// Policy calls wait for one of `in_flight`'s permits, all tenants
+    /// together (and those of every registry given the same semaphore).
+    pub fn with_in_flight(mut self, in_flight: Arc<Semaphore>) -> Registry<B> {
+        self.in_flight = in_flight;
         self
     }
 

@@ -31,9 +31,17 @@ pub async fn shutdown_signal() {
 
 /// Stops taking requests, finishes those in flight and flushes their
 /// replies, each step bounded by [`SHUTDOWN_STEP`].
-pub(super) async fn drain(client: &Client, mut requests: Subscriber, mut tasks: JoinSet<()>) {
+pub(super) async fn drain(
+    callout: &str,
+    client: &Client,
+    mut requests: Subscriber,
+    mut tasks: JoinSet<()>,
+) {
+    // Tasks that finished but were not reaped are not in flight.
+    while tasks.try_join_next().is_some() {}
     tracing::info!(
         in_flight = tasks.len(),
+        callout,
         "shutting down: finishing requests in flight"
     );
     let unsubscribed = tokio::time::timeout(SHUTDOWN_STEP, requests.unsubscribe()).await;
@@ -56,5 +64,5 @@ pub(super) async fn drain(client: &Client, mut requests: Subscriber, mut tasks: 
     ) {
         tracing::warn!("cannot flush the last replies (NATS unreachable?)");
     }
-    tracing::info!("stopped");
+    tracing::info!(callout, "stopped");
 }

@@ -1,6 +1,10 @@
 //! The configuration file (`callout.toml`): parsing, path resolution and
 //! environment overrides for secrets. Every error names the key or the file.
 
+mod callout;
+
+pub use callout::{Callout, Secret};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,7 +36,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("cannot read {what} from {path}: {source}")]
     Secret {
-        what: &'static str,
+        what: String,
         path: PathBuf,
         source: std::io::Error,
     },
@@ -43,6 +47,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub nats: NatsConfig,
+    /// The shared callout's keys; needed unless every tenant has its own.
+    #[serde(default)]
     pub issuer: IssuerConfig,
     /// The one policy of a single-tenant service (the tenant `default`,
     /// which every request routes to). Exclusive with `[[tenant]]`.
@@ -74,6 +80,17 @@ pub struct TenantConfig {
     /// max_in_flight`): a tenant whose policy is slow then waits on its own
     /// share and cannot hold every slot.
     pub max_in_flight: Option<usize>,
+    /// Operator mode with several auth accounts: the tenant's own
+    /// connection, a user of its own auth account (`servers` may be left
+    /// out for those of `[nats]`). Goes with `[tenant.issuer]`.
+    pub nats: Option<NatsConfig>,
+    /// The keys of the tenant's own auth account (its callout); the tenant
+    /// is then alone on its own connection and needs no route.
+    pub issuer: Option<IssuerConfig>,
+    /// With `[tenant.issuer]` in operator mode: the accounts the tenant's
+    /// users are placed into, by the names its policy uses.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountConfig>,
     pub policy: PolicyConfig,
 }
 
@@ -120,7 +137,9 @@ pub struct AccountConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
-    /// Server URLs, such as `nats://127.0.0.1:4222`.
+    /// Server URLs, such as `nats://127.0.0.1:4222` (in `[tenant.nats]`,
+    /// those of `[nats]` when left out).
+    #[serde(default)]
     pub servers: Vec<String>,
     pub user: Option<String>,
     pub password: Option<String>,
@@ -391,6 +410,9 @@ impl Config {
                     name: DEFAULT_TENANT.into(),
                     route: RouteConfig::default(),
                     max_in_flight: None,
+                    nats: None,
+                    issuer: None,
+                    accounts: BTreeMap::new(),
                     policy,
                 }];
                 Ok(())
@@ -425,114 +447,52 @@ impl Config {
                 resolve(dir);
             }
         }
-        for p in [
-            &mut self.nats.nkey_seed_file,
-            &mut self.nats.creds_file,
-            &mut self.issuer.seed_file,
-            &mut self.issuer.xkey_seed_file,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            resolve(p);
-        }
-        for account in self.accounts.values_mut() {
-            resolve(&mut account.signing_key_file);
+        let tables = self.tenants.iter_mut().map(|tenant| {
+            (
+                tenant.nats.as_mut(),
+                tenant.issuer.as_mut(),
+                &mut tenant.accounts,
+            )
+        });
+        let shared = (
+            Some(&mut self.nats),
+            Some(&mut self.issuer),
+            &mut self.accounts,
+        );
+        for (nats, issuer, accounts) in tables.chain([shared]) {
+            let nats = nats
+                .into_iter()
+                .flat_map(|nats| [&mut nats.nkey_seed_file, &mut nats.creds_file]);
+            let issuer = issuer
+                .into_iter()
+                .flat_map(|issuer| [&mut issuer.seed_file, &mut issuer.xkey_seed_file]);
+            for p in nats.chain(issuer).flatten() {
+                resolve(p);
+            }
+            for account in accounts.values_mut() {
+                resolve(&mut account.signing_key_file);
+            }
         }
     }
 
     /// Checks what parsing cannot: each table's values and how they fit.
     fn validate(&self) -> Result<(), String> {
-        self.validate_nats()?;
-        if self.issuer.seed_file.is_none() && std::env::var_os(ENV_ISSUER_SEED).is_none() {
-            return Err(format!(
-                "[issuer] seed_file is missing (or set the environment variable {ENV_ISSUER_SEED})"
-            ));
-        }
-        self.validate_tenants()?;
-        self.validate_accounts()?;
-        self.validate_service()
-    }
-
-    /// Operator mode is on when `[accounts]` maps the policy's account names
-    /// to account keys.
-    pub fn operator_mode(&self) -> bool {
-        !self.accounts.is_empty()
-    }
-
-    fn validate_accounts(&self) -> Result<(), String> {
-        if !self.operator_mode() {
-            if self.issuer.account.is_some() || self.issuer.allowed_accounts.is_some() {
-                return Err("[issuer] account and allowed_accounts are for operator mode: add an [accounts.NAME] table for each account the policy places users into".into());
-            }
-            return Ok(());
-        }
-        if let Some(missing) = self
-            .tenants
-            .iter()
-            .flat_map(|tenant| &tenant.policy.accounts)
-            .find(|name| !self.accounts.contains_key(*name))
-        {
-            return Err(format!(
-                "[policy] accounts names {missing:?}, which has no [accounts.{missing}] table: in operator mode every account needs its public_key and signing_key_file"
-            ));
-        }
-        let keys = self
-            .accounts
-            .iter()
-            .map(|(name, account)| (format!("[accounts.{name}] public_key"), &account.public_key));
-        for (what, key) in keys.chain(
-            self.issuer
-                .account
-                .iter()
-                .map(|key| ("[issuer] account".to_string(), key)),
-        ) {
-            if !is_account_key(key) {
-                return Err(format!(
-                    "{what} = {key:?} is not an account public key (A...)"
-                ));
-            }
-        }
-        if self.issuer.account.is_none() {
-            return Err("[issuer] account is required in operator mode: the auth account's public key (A...), which requests name and responses are signed for".into());
-        }
-        if let Some(keys) = &self.issuer.allowed_accounts
-            && keys.len() > 1
-            && keys.iter().any(|key| key == "*")
-        {
-            return Err("[issuer] allowed_accounts mixes \"*\" with account keys: nats-server honours \"*\" only alone".into());
-        }
-        if let Some(bad) = self
-            .issuer
-            .allowed_accounts
-            .iter()
-            .flatten()
-            .find(|key| *key != "*" && !is_account_key(key))
-        {
-            return Err(format!(
-                "[issuer] allowed_accounts has {bad:?}, which is neither an account public key nor \"*\""
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_nats(&self) -> Result<(), String> {
         if self.nats.servers.is_empty() {
             return Err("[nats] servers is empty: name at least one server URL".into());
         }
-        let methods = [
-            self.nats.user.is_some() || self.nats.password.is_some(),
-            self.nats.token.is_some(),
-            self.nats.nkey_seed_file.is_some(),
-            self.nats.creds_file.is_some(),
-        ];
-        if methods.iter().filter(|m| **m).count() > 1 {
-            return Err("[nats] sets more than one of user/password, token, nkey_seed_file and creds_file: choose one".into());
+        self.validate_tenants()?;
+        let callouts = self.callouts();
+        if callouts.iter().all(|callout| callout.owner().is_some())
+            && (self.issuer.seed_file.is_some()
+                || self.issuer.xkey_seed_file.is_some()
+                || !self.accounts.is_empty())
+        {
+            return Err("[issuer] and [accounts] are unused: every tenant has its own [tenant.issuer] (and [tenant.accounts]); remove them".into());
         }
-        if self.nats.password.is_some() && self.nats.user.is_none() {
-            return Err("[nats] password is set without user".into());
+        for callout in &callouts {
+            callout.validate()?;
         }
-        Ok(())
+        self.validate_service()
     }
 
     fn validate_tenants(&self) -> Result<(), String> {
@@ -571,7 +531,18 @@ impl Config {
             {
                 return Err(named("its route has an empty value, which would match every request: leave the key out instead".into()));
             }
-            if tenant.route.is_catch_all() && i + 1 < self.tenants.len() {
+            if tenant.owns_callout() {
+                if tenant.nats.is_none() {
+                    return Err(named("[tenant.issuer] needs [tenant.nats]: a tenant with its own auth account connects as a user of that account".into()));
+                }
+                if !tenant.route.is_catch_all() {
+                    return Err(named("it has its own [tenant.issuer], so it is alone on its own connection: a route there could only deny; leave it out".into()));
+                }
+            } else if tenant.nats.is_some() || !tenant.accounts.is_empty() {
+                return Err(named("[tenant.nats] and [tenant.accounts] go with [tenant.issuer]: the tenant's own auth account (without them, the tenant shares [nats], [issuer] and [accounts])".into()));
+            }
+            let shared_after = self.tenants[i + 1..].iter().any(|t| !t.owns_callout());
+            if tenant.route.is_catch_all() && !tenant.owns_callout() && shared_after {
                 return Err(named("its route matches every request, so the tenants after it would never be reached: give it a route, or move it last".into()));
             }
             if let Some(share) = tenant.max_in_flight
@@ -718,80 +689,6 @@ fn is_account_key(key: &str) -> bool {
         .is_ok_and(|(prefix, _)| nkeys::KeyPairType::from(prefix) == nkeys::KeyPairType::Account)
 }
 
-/// A secret the service needs. Each comes from an environment variable when
-/// set (for containers), else from a file or the configuration itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Secret<'a> {
-    IssuerSeed,
-    XkeySeed,
-    NatsPassword,
-    NatsToken,
-    NatsNkeySeed,
-    /// `[accounts.NAME] signing_key_file`.
-    AccountSigningKey(&'a str),
-}
-
-impl Config {
-    /// Resolves a secret: its environment variable (for those that have
-    /// one), else its file, else the value written in the configuration;
-    /// `None` when none is set. Errors name the file, never the secret.
-    pub fn secret(&self, which: Secret<'_>) -> Result<Option<String>, ConfigError> {
-        let (env, file, inline, what) = match which {
-            Secret::IssuerSeed => (
-                Some(ENV_ISSUER_SEED),
-                self.issuer.seed_file.as_deref(),
-                None,
-                "[issuer] seed_file",
-            ),
-            Secret::XkeySeed => (
-                Some(ENV_XKEY_SEED),
-                self.issuer.xkey_seed_file.as_deref(),
-                None,
-                "[issuer] xkey_seed_file",
-            ),
-            Secret::NatsPassword => (
-                Some(ENV_NATS_PASSWORD),
-                None,
-                self.nats.password.as_deref(),
-                "[nats] password",
-            ),
-            Secret::NatsToken => (
-                Some(ENV_NATS_TOKEN),
-                None,
-                self.nats.token.as_deref(),
-                "[nats] token",
-            ),
-            Secret::NatsNkeySeed => (
-                None,
-                self.nats.nkey_seed_file.as_deref(),
-                None,
-                "[nats] nkey_seed_file",
-            ),
-            Secret::AccountSigningKey(name) => (
-                None,
-                self.accounts
-                    .get(name)
-                    .map(|account| account.signing_key_file.as_path()),
-                None,
-                "an [accounts] signing_key_file",
-            ),
-        };
-        if let Some(value) = env.and_then(|name| std::env::var(name).ok()) {
-            return Ok(Some(value.trim().to_string()));
-        }
-        if let Some(path) = file {
-            return std::fs::read_to_string(path)
-                .map(|text| Some(text.trim().to_string()))
-                .map_err(|source| ConfigError::Secret {
-                    what,
-                    path: path.to_path_buf(),
-                    source,
-                });
-        }
-        Ok(inline.map(str::to_string))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -887,20 +784,24 @@ tokens = { s3cr3t = { account = "APP" } }
         std::fs::create_dir(dir.path().join("keys")).unwrap();
         std::fs::write(dir.path().join("keys/issuer.seed"), "SAFAKE\n").unwrap();
         let config = Config::load(&write(dir.path(), GOOD)).unwrap();
+        let shared = &config.callouts()[0];
         assert_eq!(
-            config.secret(Secret::IssuerSeed).unwrap().as_deref(),
+            shared.secret(Secret::IssuerSeed).unwrap().as_deref(),
             Some("SAFAKE")
         );
         assert_eq!(
-            config.secret(Secret::NatsPassword).unwrap().as_deref(),
+            shared.secret(Secret::NatsPassword).unwrap().as_deref(),
             Some("pwd")
         );
-        assert_eq!(config.secret(Secret::NatsToken).unwrap(), None);
-        assert_eq!(config.secret(Secret::XkeySeed).unwrap(), None);
+        assert_eq!(shared.secret(Secret::NatsToken).unwrap(), None);
+        assert_eq!(shared.secret(Secret::XkeySeed).unwrap(), None);
 
         let mut missing = config.clone();
         missing.issuer.xkey_seed_file = Some(dir.path().join("keys/nope.seed"));
-        let error = missing.secret(Secret::XkeySeed).unwrap_err().to_string();
+        let error = missing.callouts()[0]
+            .secret(Secret::XkeySeed)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("[issuer] xkey_seed_file") && error.contains("nope.seed"),
             "{error}"
@@ -936,7 +837,7 @@ tokens = { s3cr3t = { account = "APP" } }
             .to_string();
         assert!(error.contains("mixes \"*\""), "{error}");
         let config = Config::load(&write(dir.path(), &mapped)).unwrap();
-        assert!(config.operator_mode());
+        assert!(config.callouts()[0].operator_mode());
         assert_eq!(
             config.accounts["APP"].signing_key_file,
             dir.path().join("app.nk")
@@ -1099,6 +1000,134 @@ tokens = { s3cr3t = { account = "APP" } }
         assert!(error(dash).contains("name \"-\""));
         let unknown_route = with_tenants(&[("a", "route = { header = \"x\" }", "")]);
         assert!(error(unknown_route).contains("unknown field `header`"));
+    }
+
+    /// Tables that give a tenant its own auth account (appended after its
+    /// policy lines): a connection, keys, and in operator mode its accounts.
+    fn own_callout(tenant: &str, operator: bool) -> String {
+        let auth = nkeys::KeyPair::new_account().public_key();
+        let app = nkeys::KeyPair::new_account().public_key();
+        let accounts = if operator {
+            format!(
+                "account = \"{auth}\"\n[tenant.accounts.APP]\npublic_key = \"{app}\"\nsigning_key_file = \"{tenant}-app.nk\"\n"
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "[tenant.nats]\ncreds_file = \"{tenant}.creds\"\n[tenant.issuer]\nseed_file = \"{tenant}.nk\"\n{accounts}"
+        )
+    }
+
+    #[test]
+    fn a_tenant_with_its_own_auth_account_is_its_own_callout() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = with_tenants(&[
+            ("acme", "route = { user_suffix = \"@acme\" }", ""),
+            ("rest", "", ""),
+            ("b", "", &own_callout("b", true)),
+            ("c", "", &own_callout("c", false)),
+        ]);
+        let config = Config::load(&write(dir.path(), &text)).unwrap();
+        let callouts = config.callouts();
+        let tenants = |i: usize| -> Vec<&str> {
+            callouts[i]
+                .tenants
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect()
+        };
+        assert_eq!(callouts.len(), 3);
+        assert_eq!(
+            (callouts[0].owner(), tenants(0)),
+            (None, vec!["acme", "rest"])
+        );
+        assert_eq!((callouts[1].owner(), tenants(1)), (Some("b"), vec!["b"]));
+        assert_eq!(callouts[2].owner(), Some("c"));
+        assert!(!callouts[0].operator_mode() && callouts[1].operator_mode());
+        assert!(!callouts[2].operator_mode());
+        // Its own credentials and keys, the servers of [nats], paths resolved.
+        let b = &callouts[1];
+        assert_eq!(b.nats.servers, config.nats.servers);
+        assert_eq!(b.nats.creds_file, Some(dir.path().join("b.creds")));
+        assert_eq!(b.nats.user, None, "credentials are never inherited");
+        assert_eq!(b.issuer.seed_file, Some(dir.path().join("b.nk")));
+        assert_eq!(
+            b.accounts["APP"].signing_key_file,
+            dir.path().join("b-app.nk")
+        );
+        let error = b.secret(Secret::IssuerSeed).unwrap_err().to_string();
+        assert!(
+            error.contains("[[tenant]] \"b\" [tenant.issuer] seed_file"),
+            "{error}"
+        );
+        // Without shared tenants there is no shared callout.
+        let alone = with_tenants(&[("b", "", &own_callout("b", false))]);
+        let error = Config::load(&write(dir.path(), &alone)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("[issuer] and [accounts] are unused"),
+            "{error}"
+        );
+        let head = &GOOD[..GOOD.find("[issuer]").unwrap()];
+        let alone = format!(
+            "{head}[[tenant]]\nname = \"b\"\n[tenant.policy]\nwasm = \"b.wasm\"\naccounts = [\"APP\"]\n{}",
+            own_callout("b", false)
+        );
+        let config = Config::load(&write(dir.path(), &alone)).unwrap();
+        let callouts = config.callouts();
+        assert_eq!(callouts.len(), 1);
+        assert_eq!(callouts[0].label(), "b");
+    }
+
+    #[test]
+    fn own_callout_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = |text: String| {
+            Config::load(&write(dir.path(), &text))
+                .unwrap_err()
+                .to_string()
+        };
+        let issuer_only = with_tenants(&[("b", "", "[tenant.issuer]\nseed_file = \"b.nk\"")]);
+        assert!(error(issuer_only).contains("\"b\": [tenant.issuer] needs [tenant.nats]"));
+        let nats_only = with_tenants(&[("b", "", "[tenant.nats]\ncreds_file = \"b.creds\"")]);
+        assert!(
+            error(nats_only)
+                .contains("\"b\": [tenant.nats] and [tenant.accounts] go with [tenant.issuer]")
+        );
+        let routed = with_tenants(&[(
+            "b",
+            "route = { user_prefix = \"b\" }",
+            &own_callout("b", false),
+        )]);
+        assert!(error(routed).contains("alone on its own connection"));
+        let two_logins = with_tenants(&[("b", "", &(own_callout("b", false) + "[tenant.nats]\n"))]);
+        assert!(error(two_logins).contains("duplicate"));
+        let mut two_methods = own_callout("b", false);
+        two_methods = two_methods.replace("[tenant.issuer]", "token = \"t\"\n[tenant.issuer]");
+        let two_methods = with_tenants(&[("a", "", ""), ("b", "", &two_methods)]);
+        assert!(
+            error(two_methods).contains("[[tenant]] \"b\" [tenant.nats] sets more than one of")
+        );
+        // Operator mode: the tenant's policy names an account its own
+        // [tenant.accounts] does not map (the shared one's do not count).
+        let unmapped = with_tenants(&[
+            ("a", "", ""),
+            (
+                "b",
+                "",
+                &own_callout("b", true).replace("accounts.APP", "accounts.ELSE"),
+            ),
+        ]);
+        let unmapped = error(unmapped);
+        assert!(
+            unmapped.contains("[policy] accounts names \"APP\", which has no [[tenant]] \"b\" [tenant.accounts.APP] table"),
+            "{unmapped}"
+        );
+        // A shared catch-all may come before tenants with their own callout.
+        let fine = with_tenants(&[("rest", "", ""), ("b", "", &own_callout("b", false))]);
+        assert!(Config::load(&write(dir.path(), &fine)).is_ok());
     }
 
     #[test]
