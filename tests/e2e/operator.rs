@@ -674,10 +674,17 @@ default_sentinel: "{sentinel}"
         .map(|(name, content)| (name.as_str(), content.clone()))
         .collect();
     let callout = Callout::spawn_with_files(&conf, &files);
+    // Each tenant's own connection, keys and xkey: its requests arrive
+    // sealed to its own xkey (a plaintext request would be denied as
+    // not_encrypted), and its responses are sealed back.
     for tenant in ["a", "b"] {
-        callout.wait_for_log(
-            &format!("callout=\"{tenant}\" tenant=\"{tenant}\""),
-            Duration::from_secs(120),
+        let serving = format!("callout=\"{tenant}\" tenant=\"{tenant}\"");
+        callout.wait_for_log(&serving, Duration::from_secs(120));
+        let log = callout.log();
+        assert!(
+            log.lines().any(|line| line.contains(&serving)
+                && line.contains("operator_mode=true encryption=true")),
+            "{log}"
         );
     }
     let logs = || format!("{}\n{}", callout.log(), server.log());
@@ -724,4 +731,30 @@ default_sentinel: "{sentinel}"
             .any(|line| line.contains("tenant=\"b\"") && line.contains("user=\"deny\"")),
         "{log}"
     );
+}
+
+/// Every connection is made before any is served: a tenant whose creds
+/// cannot be read stops the service at start-up, naming its table, and no
+/// other tenant is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_cannot_connect_stops_the_service_before_anyone_is_served() {
+    let (a, b) = (AuthAccount::new(true), AuthAccount::new(false));
+    let (a_toml, a_files) = a.tenant("a");
+    let (b_toml, b_files) = b.tenant("b");
+    // No server listens there: a's connection waits for it, b's fails first.
+    let conf = format!("[nats]\nservers = [\"nats://127.0.0.1:1\"]\n{a_toml}{b_toml}");
+    let files: Vec<(&str, String)> = a_files
+        .iter()
+        .chain(&b_files)
+        .filter(|(name, _)| name != "b.creds")
+        .map(|(name, content)| (name.as_str(), content.clone()))
+        .collect();
+    let mut callout = Callout::spawn_with_files(&conf, &files);
+    assert_ne!(callout.wait_exit(Duration::from_secs(120)), Some(0));
+    let log = callout.log();
+    assert!(
+        log.contains("[[tenant]] \"b\" [tenant.nats] creds_file") && log.contains("b.creds"),
+        "{log}"
+    );
+    assert!(!log.contains("serving auth callout requests"), "{log}");
 }

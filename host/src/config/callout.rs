@@ -96,9 +96,10 @@ impl<'a> Callout<'a> {
         self.owner
     }
 
-    /// How log lines name the callout: its tenant, or `shared`.
+    /// How log lines name the callout: its tenant, or `-` for the shared
+    /// one (a name no tenant may have).
     pub fn label(&self) -> &'a str {
-        self.owner.unwrap_or("shared")
+        self.owner.unwrap_or("-")
     }
 
     /// Operator mode: `[accounts]` maps the policies' account names to
@@ -212,6 +213,13 @@ impl<'a> Callout<'a> {
             nats.nkey_seed_file.is_some(),
             nats.creds_file.is_some(),
         ];
+        if self.owner.is_some() && !methods.contains(&true) {
+            // Without, the connection would be anonymous, or the server's
+            // no_auth_user: not a user of the tenant's auth account.
+            return Err(format!(
+                "{table} has no credentials: log in as a user of the tenant's auth account (creds_file, nkey_seed_file, user/password or token)"
+            ));
+        }
         if methods.iter().filter(|m| **m).count() > 1 {
             return Err(format!(
                 "{table} sets more than one of user/password, token, nkey_seed_file and creds_file: choose one"
@@ -234,14 +242,22 @@ impl<'a> Callout<'a> {
             }
             return Ok(());
         }
-        if let Some(missing) = self
-            .tenants
-            .iter()
-            .flat_map(|tenant| &tenant.policy.accounts)
-            .find(|name| !self.accounts.contains_key(*name))
-        {
+        for tenant in &self.tenants {
+            let Some(missing) = tenant
+                .policy
+                .accounts
+                .iter()
+                .find(|name| !self.accounts.contains_key(*name))
+            else {
+                continue;
+            };
+            let policy = if tenant.name == super::DEFAULT_TENANT && self.tenants.len() == 1 {
+                "[policy]".to_string()
+            } else {
+                format!("[[tenant]] {:?} [tenant.policy]", tenant.name)
+            };
             return Err(format!(
-                "[policy] accounts names {missing:?}, which has no {} table: in operator mode every account needs its public_key and signing_key_file",
+                "{policy} accounts names {missing:?}, which has no {} table: in operator mode every account needs its public_key and signing_key_file",
                 self.table(&format!("accounts.{missing}"))
             ));
         }

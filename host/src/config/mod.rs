@@ -492,6 +492,30 @@ impl Config {
         for callout in &callouts {
             callout.validate()?;
         }
+        for (i, callout) in callouts.iter().enumerate() {
+            let same_servers = |other: &&Callout| other.nats.servers == callout.nats.servers;
+            let earlier = &callouts[..i];
+            if callout.owner().is_some()
+                && !callout.operator_mode()
+                && earlier.iter().any(|other| same_servers(&other))
+            {
+                return Err(format!(
+                    "{} is in config mode on the servers of another callout: a config-mode nats-server has one auth callout, so this tenant's connection would get no requests or another's; route the tenant instead, or map its accounts in [tenant.accounts] (operator mode)",
+                    callout.table("issuer")
+                ));
+            }
+            if let Some(account) = &callout.issuer.account
+                && let Some(other) = earlier.iter().find(|other| {
+                    other.issuer.account.as_ref() == Some(account) && same_servers(other)
+                })
+            {
+                return Err(format!(
+                    "{} and {} both name the auth account {account}: nats-server would split its requests between them; give the tenants of one auth account one [issuer] and routes",
+                    other.table("issuer"),
+                    callout.table("issuer")
+                ));
+            }
+        }
         self.validate_service()
     }
 
@@ -1005,6 +1029,12 @@ tokens = { s3cr3t = { account = "APP" } }
     /// Tables that give a tenant its own auth account (appended after its
     /// policy lines): a connection, keys, and in operator mode its accounts.
     fn own_callout(tenant: &str, operator: bool) -> String {
+        let servers = if operator {
+            String::new()
+        } else {
+            // A config-mode server has one callout: another server.
+            format!("servers = [\"nats://{tenant}.example:4222\"]\n")
+        };
         let auth = nkeys::KeyPair::new_account().public_key();
         let app = nkeys::KeyPair::new_account().public_key();
         let accounts = if operator {
@@ -1015,7 +1045,7 @@ tokens = { s3cr3t = { account = "APP" } }
             String::new()
         };
         format!(
-            "[tenant.nats]\ncreds_file = \"{tenant}.creds\"\n[tenant.issuer]\nseed_file = \"{tenant}.nk\"\n{accounts}"
+            "[tenant.nats]\n{servers}creds_file = \"{tenant}.creds\"\n[tenant.issuer]\nseed_file = \"{tenant}.nk\"\n{accounts}"
         )
     }
 
@@ -1046,9 +1076,11 @@ tokens = { s3cr3t = { account = "APP" } }
         assert_eq!(callouts[2].owner(), Some("c"));
         assert!(!callouts[0].operator_mode() && callouts[1].operator_mode());
         assert!(!callouts[2].operator_mode());
-        // Its own credentials and keys, the servers of [nats], paths resolved.
+        // Its own credentials and keys, the servers of [nats] unless it
+        // names its own, paths resolved.
         let b = &callouts[1];
         assert_eq!(b.nats.servers, config.nats.servers);
+        assert_eq!(callouts[2].nats.servers, ["nats://c.example:4222"]);
         assert_eq!(b.nats.creds_file, Some(dir.path().join("b.creds")));
         assert_eq!(b.nats.user, None, "credentials are never inherited");
         assert_eq!(b.issuer.seed_file, Some(dir.path().join("b.nk")));
@@ -1122,12 +1154,45 @@ tokens = { s3cr3t = { account = "APP" } }
         ]);
         let unmapped = error(unmapped);
         assert!(
-            unmapped.contains("[policy] accounts names \"APP\", which has no [[tenant]] \"b\" [tenant.accounts.APP] table"),
+            unmapped.contains("[[tenant]] \"b\" [tenant.policy] accounts names \"APP\", which has no [[tenant]] \"b\" [tenant.accounts.APP] table"),
             "{unmapped}"
         );
         // A shared catch-all may come before tenants with their own callout.
-        let fine = with_tenants(&[("rest", "", ""), ("b", "", &own_callout("b", false))]);
+        let fine = with_tenants(&[("rest", "", ""), ("b", "", &own_callout("b", true))]);
         assert!(Config::load(&write(dir.path(), &fine)).is_ok());
+        // Its connection must log in as someone.
+        let anonymous = with_tenants(&[
+            ("a", "", ""),
+            (
+                "b",
+                "",
+                &own_callout("b", true).replace("creds_file = \"b.creds\"\n", ""),
+            ),
+        ]);
+        assert!(error(anonymous).contains("[[tenant]] \"b\" [tenant.nats] has no credentials"));
+        // A config-mode server has one callout: not two on the same servers.
+        let same_server = with_tenants(&[
+            ("a", "", ""),
+            (
+                "b",
+                "",
+                &own_callout("b", false).replace("servers = [\"nats://b.example:4222\"]\n", ""),
+            ),
+        ]);
+        assert!(error(same_server).contains(
+            "[[tenant]] \"b\" [tenant.issuer] is in config mode on the servers of another callout"
+        ));
+        // One auth account, one callout.
+        let auth_account = |tables: &str| tables.split('"').nth(5).unwrap().to_string();
+        let (b, c) = (own_callout("b", true), own_callout("c", true));
+        let c = c.replace(&auth_account(&c), &auth_account(&b));
+        let twice = with_tenants(&[("b", "", &b), ("c", "", &c)]);
+        let twice = twice.replace("[issuer]\nseed_file = \"keys/issuer.seed\"\n", "");
+        let twice = error(twice);
+        assert!(
+            twice.contains("[[tenant]] \"b\" [tenant.issuer] and [[tenant]] \"c\" [tenant.issuer] both name the auth account"),
+            "{twice}"
+        );
     }
 
     #[test]

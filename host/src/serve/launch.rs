@@ -38,14 +38,14 @@ pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyh
     let mut served: Vec<(Callout, Arc<Registry>)> = Vec::new();
     for callout in config.callouts() {
         let (issuer, xkey) = keys::load_issuer(&callout)?;
-        if let Some((other, _)) = served
-            .iter()
-            .find(|(_, registry)| registry.accounts().any(|a| a == issuer.account))
-        {
+        if let Some((other, _)) = served.iter().find(|(other, registry)| {
+            other.nats.servers == callout.nats.servers
+                && registry.accounts().any(|a| a == issuer.account)
+        }) {
             bail!(
-                "callouts {} and {} both answer for the auth account {}: nats-server would split its requests between them; give their tenants one [issuer] and routes",
-                other.label(),
-                callout.label(),
+                "{} and {} hold keys of the same account {}: on the same servers, nats-server would split that account's requests between them; give the tenants of one auth account one [issuer] and routes",
+                other.table("issuer"),
+                callout.table("issuer"),
                 issuer.account
             );
         }

@@ -46,7 +46,7 @@ pub(super) async fn drain(
     );
     let unsubscribed = tokio::time::timeout(SHUTDOWN_STEP, requests.unsubscribe()).await;
     if !matches!(unsubscribed, Ok(Ok(()))) {
-        tracing::warn!("cannot unsubscribe (NATS unreachable?)");
+        tracing::warn!(callout, "cannot unsubscribe (NATS unreachable?)");
     }
     let drained = tokio::time::timeout(SHUTDOWN_STEP, async {
         while tasks.join_next().await.is_some() {}
@@ -55,6 +55,7 @@ pub(super) async fn drain(
     if drained.is_err() {
         tracing::warn!(
             abandoned = tasks.len(),
+            callout,
             "requests still in flight after {SHUTDOWN_STEP:?}; abandoning them"
         );
     }
@@ -62,7 +63,7 @@ pub(super) async fn drain(
         tokio::time::timeout(SHUTDOWN_STEP, client.flush()).await,
         Ok(Ok(()))
     ) {
-        tracing::warn!("cannot flush the last replies (NATS unreachable?)");
+        tracing::warn!(callout, "cannot flush the last replies (NATS unreachable?)");
     }
     tracing::info!(callout, "stopped");
 }

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Tenant benchmarks through a real nats-server (config mode, one callout issuer):
+#
+#   fairness [SHARE]  tenant `spin` (the hostile policy, spinning to its 100 ms
+#                     deadline on every call, a share of SHARE calls, default 1)
+#                     is stormed at concurrency 256 while tenant `b` (the
+#                     token-table policy) connects at concurrency 16; b's latency
+#                     and failures beside the storm against b alone, in the same run.
+#   density [N] [TS]  N tenants (default 100) each with its own token-table policy
+#                     (its own settings, so its own snapshot and compiled code),
+#                     plus TS TypeScript ones (default 10): resident memory, start
+#                     time from a warm compiled cache, and the service's CPU per
+#                     connect against a one-tenant service, in the same run.
+#
+# Prints Markdown tables for the README. Run scripts/setup.sh first (or let this
+# script run it). Environment: NATS_CALLOUT_BIN=<binary> to measure another build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:?usage: scripts/bench-tenants.sh fairness [SHARE] | density [N] [TS]}
+
+eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
+bin=${NATS_CALLOUT_BIN:-target/release/nats-callout}
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+now() { date +%s.%N; }
+
+# A config-mode nats-server handing every client to the callout.
+$bin keys --out "$work" > "$work/keys.txt"
+issuer=$(sed -n 's/^ *issuer: //p' "$work/keys.txt")
+port=$(free_port)
+cat > "$work/server.conf" <<CONF
+listen: 127.0.0.1:$port
+max_connections: 100000
+accounts {
+  AUTH { users: [ { user: auth, password: pwd } ] }
+  APP {}
+}
+authorization {
+  timeout: 2s
+  auth_callout { issuer: $issuer, account: AUTH, auth_users: [ auth ] }
+}
+CONF
+"$NATS_SERVER_BIN" -c "$work/server.conf" > "$work/server.log" 2>&1 &
+server_pid=$!; pids+=("$server_pid")
+url="nats://127.0.0.1:$port"
+
+head_toml() {
+  cat <<CONF
+[nats]
+servers = ["$url"]
+user = "auth"
+password = "pwd"
+[issuer]
+seed_file = "issuer.seed"
+[service]
+max_in_flight = 64
+CONF
+}
+
+# Starts the service with $work/$1.toml; sets callout_pid, started_at, ready_at.
+start_service() {
+  local name=$1 tenants=$2
+  started_at=$(now)
+  RUST_LOG=warn,nats_callout::serve=info $bin serve --config "$work/$name.toml" > "$work/$name.log" 2>&1 &
+  callout_pid=$!; pids+=("$callout_pid")
+  for _ in $(seq 6000); do
+    [ "$(grep -c 'serving auth callout requests' "$work/$name.log" || true)" -ge "$tenants" ] && break
+    kill -0 "$callout_pid" 2>/dev/null || { cat "$work/$name.log" >&2; exit 1; }
+    sleep 0.02
+  done
+  ready_at=$(now)
+}
+stop_service() { kill "$callout_pid"; wait "$callout_pid" 2>/dev/null || true; }
+
+# load LABEL OUT ARGS...: one storm, its JSON report appended to OUT.
+load() { local label=$1 out=$2; shift 2; $bin load --server "$url" --label "$label" "$@" >> "$out"; }
+
+token_table_tenant() { # name, route line, token, wasm
+  cat <<CONF
+
+[[tenant]]
+name = "$1"
+$2
+[tenant.policy]
+wasm = "$4"
+accounts = ["APP"]
+[tenant.policy.settings.tokens.$3]
+account = "APP"
+publish = ["app.>"]
+subscribe = ["app.>", "_INBOX.>"]
+CONF
+}
+
+rust_policy=$PWD/target/wasm32-wasip2/release/token_table.wasm
+hostile_policy=$PWD/target/wasm32-wasip2/release/hostile_policy.wasm
+ts_policy=$PWD/target/policies/token_table_js.wasm
+
+case $what in
+fairness)
+  share=${2:-1}
+  {
+    head_toml
+    cat <<CONF
+
+[[tenant]]
+name = "spin"
+route = { user_prefix = "loop" }
+max_in_flight = $share
+[tenant.policy]
+wasm = "$hostile_policy"
+accounts = ["APP"]
+timeout_ms = 100
+[tenant.policy.settings]
+account = "APP"
+CONF
+    token_table_tenant b "" s3cr3t "$rust_policy"
+  } > "$work/fairness.toml"
+  start_service fairness 2
+  b_storm() { load "$1" "$work/b.jsonl" --token s3cr3t --connections 2000 --concurrency 16 --service-pid "$callout_pid"; }
+  b_storm warm-up > /dev/null
+  : > "$work/b.jsonl"
+  for _ in 1 2 3; do b_storm b-alone; done
+  # The storm: 256 clients at a time, each spinning to the deadline.
+  $bin load --server "$url" --user loop --password x --connections 1000000 --concurrency 256 \
+    --timeout-ms 5000 --label spin > "$work/spin.json" &
+  storm_pid=$!; pids+=("$storm_pid")
+  sleep 3 # the storm fills spin's share and line
+  for _ in 1 2 3; do b_storm b-beside-spin; done
+  kill "$storm_pid" 2>/dev/null || true
+  busy=$(grep -c 'tenant_busy' "$work/fairness.log" || true)
+  spun=$(grep -c 'tenant="spin"' "$work/fairness.log" || true)
+  python3 - "$work/b.jsonl" "$share" "$busy" "$spun" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+share, busy, spun = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def med(label, key):
+    v = sorted(r[key] for r in rows if r["label"] == label and r[key] is not None)
+    return v[len(v) // 2]
+def failed(label): return sum(r["failed"] for r in rows if r["label"] == label)
+def total(label): return sum(r["connections"] for r in rows if r["label"] == label)
+print(f"Tenant spin: every call spins to its 100 ms deadline, share max_in_flight = {share}, "
+      f"stormed at concurrency 256. Tenant b: token-table, 3 × 2000 connects at concurrency 16 "
+      f"(medians of the three).")
+print()
+print("| b's connects | connects | failed | connects/s | p50 ms | p90 ms | p99 ms | nats-callout CPU µs/connect |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for label, name in (("b-alone", "alone"), ("b-beside-spin", "beside spin's storm")):
+    print(f"| {name} | {total(label)} | {failed(label)} | {med(label, 'connects_per_sec'):.0f} | "
+          f"{med(label, 'p50_ms'):.2f} | {med(label, 'p90_ms'):.2f} | {med(label, 'p99_ms'):.2f} | "
+          f"{med(label, 'service_cpu_us_per_connect'):.0f} |")
+print()
+print(f"- b's p99 beside the storm / alone: ×{med('b-beside-spin', 'p99_ms') / med('b-alone', 'p99_ms'):.2f} "
+      f"(goal ≤ 2), b's failed connects: {failed('b-beside-spin')} (goal 0)")
+print(f"- spin's requests during the storm: {spun} decided (each a timeout deny), {busy} dropped as tenant_busy")
+PY
+  ;;
+density)
+  n=${2:-100}; ts=${3:-10}
+  { head_toml; token_table_tenant only "" t0_secret "$rust_policy"; } > "$work/one.toml"
+  {
+    head_toml
+    for i in $(seq 0 $((n - 1))); do
+      token_table_tenant "rust$i" "route = { token_prefix = \"t${i}_\" }" "t${i}_secret" "$rust_policy"
+    done
+    for i in $(seq 0 $((ts - 1))); do
+      token_table_tenant "ts$i" "route = { token_prefix = \"j${i}_\" }" "j${i}_secret" "$ts_policy"
+    done
+  } > "$work/many.toml"
+  # Fill the compiled cache (the first start compiles every snapshot).
+  start_service many $((n + ts)); cold_s=$(python3 -c "print($ready_at - $started_at)"); stop_service
+  storms() { # label, token
+    load warm-up /dev/null --token "$2" --connections 2000 --concurrency 64 --service-pid "$callout_pid"
+    for _ in 1 2 3; do
+      load "$1" "$work/density.jsonl" --token "$2" --connections 3000 --concurrency 64 --service-pid "$callout_pid"
+    done
+  }
+  : > "$work/density.jsonl"
+  start_service one 1; one_start=$(python3 -c "print($ready_at - $started_at)")
+  one_idle=$(rss_kib "$callout_pid")
+  storms one-tenant t0_secret
+  one_loaded=$(rss_kib "$callout_pid"); stop_service
+  start_service many $((n + ts)); many_start=$(python3 -c "print($ready_at - $started_at)")
+  many_idle=$(rss_kib "$callout_pid")
+  mid=$((n / 2))
+  storms "many-rust$mid" "t${mid}_secret"
+  storms "many-ts$((ts / 2))" "j$((ts / 2))_secret"
+  many_loaded=$(rss_kib "$callout_pid"); stop_service
+  python3 - "$work/density.jsonl" "$n" "$ts" "$cold_s" "$one_start" "$many_start" "$one_idle" "$one_loaded" "$many_idle" "$many_loaded" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+n, ts = int(sys.argv[2]), int(sys.argv[3])
+cold, one_start, many_start = map(float, sys.argv[4:7])
+one_idle, one_loaded, many_idle, many_loaded = (int(x) / 1024 for x in sys.argv[7:11])
+def med(label, key):
+    v = sorted(r[key] for r in rows if r["label"] == label and r[key] is not None)
+    return v[len(v) // 2]
+labels = sorted({r["label"] for r in rows}, key=lambda l: (l != "one-tenant", l))
+print(f"One service with {n} Rust tenants and {ts} TypeScript tenants (token-table, each with its own "
+      f"settings and so its own snapshot), routed by token prefix; against one Rust tenant, same run.")
+print()
+print("| service | start from warm cache (s) | RSS idle (MiB) | RSS after storms (MiB) |")
+print("|---|---:|---:|---:|")
+print(f"| 1 tenant | {one_start:.2f} | {one_idle:.1f} | {one_loaded:.1f} |")
+print(f"| {n} Rust + {ts} TS tenants | {many_start:.2f} | {many_idle:.1f} | {many_loaded:.1f} |")
+print()
+print("| storm (3 × 3000 connects at concurrency 64, medians) | failed | connects/s | p99 ms | nats-callout CPU µs/connect |")
+print("|---|---:|---:|---:|---:|")
+for label in labels:
+    failed = sum(r["failed"] for r in rows if r["label"] == label)
+    print(f"| {label} | {failed} | {med(label, 'connects_per_sec'):.0f} | {med(label, 'p99_ms'):.2f} | "
+          f"{med(label, 'service_cpu_us_per_connect'):.0f} |")
+print()
+base = med("one-tenant", "service_cpu_us_per_connect")
+rust = next(l for l in labels if l.startswith("many-rust"))
+print(f"- CPU per connect, a Rust tenant among {n + ts} / the one tenant: ×{med(rust, 'service_cpu_us_per_connect') / base:.2f} (goal ≤ 1.10)")
+print(f"- first start, compiling every snapshot: {cold:.1f} s; from the warm cache: {many_start:.2f} s (goal ≤ 2 s)")
+PY
+  ;;
+*) echo "unknown benchmark $what: fairness or density" >&2; exit 2 ;;
+esac
