@@ -8,9 +8,9 @@
 #                     and failures beside the storm against b alone, in the same run.
 #   density [N] [TS]  N tenants (default 100) each with its own token-table policy
 #                     (its own settings, so its own snapshot and compiled code),
-#                     plus TS TypeScript ones (default 10): resident memory, start
-#                     time from a warm compiled cache, and the service's CPU per
-#                     connect against a one-tenant service, in the same run.
+#                     then N plus TS TypeScript ones (default 10), against one
+#                     tenant: resident memory, start time from a warm compiled
+#                     cache, and the service's CPU per connect, in the same run.
 #
 # Prints Markdown tables for the README. Run scripts/setup.sh first (or let this
 # script run it). Environment: NATS_CALLOUT_BIN=<binary> to measure another build.
@@ -67,7 +67,11 @@ CONF
 start_service() {
   local name=$1 tenants=$2
   started_at=$(now)
-  RUST_LOG=warn,nats_callout::serve=info $bin serve --config "$work/$name.toml" > "$work/$name.log" 2>&1 &
+  # Each service its own compiled cache: services sharing one prune each
+  # other's snapshots of a component built with other settings.
+  mkdir -p -m 700 "$work/cache-$name"
+  RUST_LOG=warn,nats_callout::serve=info NATS_CALLOUT_CACHE_DIR="$work/cache-$name" \
+    $bin serve --config "$work/$name.toml" > "$work/$name.log" 2>&1 &
   callout_pid=$!; pids+=("$callout_pid")
   for _ in $(seq 6000); do
     [ "$(grep -c 'serving auth callout requests' "$work/$name.log" || true)" -ge "$tenants" ] && break
@@ -128,17 +132,16 @@ CONF
   for _ in 1 2 3; do b_storm b-alone; done
   # The storm: 256 clients at a time, each spinning to the deadline.
   $bin load --server "$url" --user loop --password x --connections 1000000 --concurrency 256 \
-    --timeout-ms 5000 --label spin > "$work/spin.json" &
+    --timeout-ms 5000 --label spin > "$work/spin.json" 2>/dev/null &
   storm_pid=$!; pids+=("$storm_pid")
   sleep 3 # the storm fills spin's share and line
   for _ in 1 2 3; do b_storm b-beside-spin; done
   kill "$storm_pid" 2>/dev/null || true
   busy=$(grep -c 'tenant_busy' "$work/fairness.log" || true)
-  spun=$(grep -c 'tenant="spin"' "$work/fairness.log" || true)
-  python3 - "$work/b.jsonl" "$share" "$busy" "$spun" <<'PY'
+  python3 - "$work/b.jsonl" "$share" "$busy" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-share, busy, spun = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+share, busy = sys.argv[2], int(sys.argv[3])
 def med(label, key):
     v = sorted(r[key] for r in rows if r["label"] == label and r[key] is not None)
     return v[len(v) // 2]
@@ -148,7 +151,7 @@ print(f"Tenant spin: every call spins to its 100 ms deadline, share max_in_fligh
       f"stormed at concurrency 256. Tenant b: token-table, 3 × 2000 connects at concurrency 16 "
       f"(medians of the three).")
 print()
-print("| b's connects | connects | failed | connects/s | p50 ms | p90 ms | p99 ms | nats-callout CPU µs/connect |")
+print("| b's connects | connects | failed | connects/s | p50 ms | p90 ms | p99 ms | nats-callout CPU µs per b connect (spin's included) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for label, name in (("b-alone", "alone"), ("b-beside-spin", "beside spin's storm")):
     print(f"| {name} | {total(label)} | {failed(label)} | {med(label, 'connects_per_sec'):.0f} | "
@@ -157,69 +160,94 @@ for label, name in (("b-alone", "alone"), ("b-beside-spin", "beside spin's storm
 print()
 print(f"- b's p99 beside the storm / alone: ×{med('b-beside-spin', 'p99_ms') / med('b-alone', 'p99_ms'):.2f} "
       f"(goal ≤ 2), b's failed connects: {failed('b-beside-spin')} (goal 0)")
-print(f"- spin's requests during the storm: {spun} decided (each a timeout deny), {busy} dropped as tenant_busy")
+print(f"- spin's requests dropped as tenant_busy (its share and line full): {busy}; every other one of its calls ends in a timeout deny")
 PY
   ;;
 density)
   n=${2:-100}; ts=${3:-10}
   { head_toml; token_table_tenant only "" t0_secret "$rust_policy"; } > "$work/one.toml"
-  {
-    head_toml
+  rust_tenants() {
     for i in $(seq 0 $((n - 1))); do
       token_table_tenant "rust$i" "route = { token_prefix = \"t${i}_\" }" "t${i}_secret" "$rust_policy"
     done
+  }
+  { head_toml; rust_tenants; } > "$work/rust.toml"
+  {
+    head_toml; rust_tenants
     for i in $(seq 0 $((ts - 1))); do
       token_table_tenant "ts$i" "route = { token_prefix = \"j${i}_\" }" "j${i}_secret" "$ts_policy"
     done
-  } > "$work/many.toml"
-  # Fill the compiled cache (the first start compiles every snapshot).
-  start_service many $((n + ts)); cold_s=$(python3 -c "print($ready_at - $started_at)"); stop_service
-  storms() { # label, token
-    load warm-up /dev/null --token "$2" --connections 2000 --concurrency 64 --service-pid "$callout_pid"
-    for _ in 1 2 3; do
-      load "$1" "$work/density.jsonl" --token "$2" --connections 3000 --concurrency 64 --service-pid "$callout_pid"
-    done
+  } > "$work/mixed.toml"
+  : > "$work/density.jsonl"; : > "$work/services.txt"
+  # Start times and idle memory: a first start fills the service's cache,
+  # then a start from the warm cache.
+  starts() { # service, tenants
+    start_service "$1" "$2"; stop_service
+    local cold; cold=$(python3 -c "print($ready_at - $started_at)")
+    start_service "$1" "$2"
+    echo "$1 $cold $(python3 -c "print($ready_at - $started_at)") $(rss_kib "$callout_pid")" >> "$work/services.txt"
+    stop_service
   }
-  : > "$work/density.jsonl"
-  start_service one 1; one_start=$(python3 -c "print($ready_at - $started_at)")
-  one_idle=$(rss_kib "$callout_pid")
-  storms one-tenant t0_secret
-  one_loaded=$(rss_kib "$callout_pid"); stop_service
-  start_service many $((n + ts)); many_start=$(python3 -c "print($ready_at - $started_at)")
-  many_idle=$(rss_kib "$callout_pid")
+  starts one 1; starts rust "$n"; starts mixed $((n + ts))
+  # Storms, one service after the other in each of three rounds, so the
+  # machine's drift falls on both sides of the ratio.
+  storm() { # service, tenants, label, token, concurrency
+    start_service "$1" "$2"
+    load warm-up /dev/null --token "$4" --connections 1000 --concurrency "$5" --service-pid "$callout_pid"
+    load "$3" "$work/density.jsonl" --token "$4" --connections 3000 --concurrency "$5" --service-pid "$callout_pid"
+    echo "$1 $(rss_kib "$callout_pid")" >> "$work/loaded.txt"
+    stop_service
+  }
   mid=$((n / 2))
-  storms "many-rust$mid" "t${mid}_secret"
-  storms "many-ts$((ts / 2))" "j$((ts / 2))_secret"
-  many_loaded=$(rss_kib "$callout_pid"); stop_service
-  python3 - "$work/density.jsonl" "$n" "$ts" "$cold_s" "$one_start" "$many_start" "$one_idle" "$one_loaded" "$many_idle" "$many_loaded" <<'PY'
+  for _ in 1 2 3; do
+    storm one 1 one-tenant t0_secret 64
+    storm rust "$n" "rust-tenant-$mid-of-$n" "t${mid}_secret" 64
+  done
+  storm mixed $((n + ts)) "ts-tenant-$((ts / 2))-of-$((n + ts))" "j$((ts / 2))_secret" 16
+  while read -r name _ _ _; do
+    echo "$(grep "^$name " "$work/services.txt") $(grep "^$name " "$work/loaded.txt" | tail -1 | cut -d' ' -f2)"
+  done < "$work/services.txt" > "$work/summary.txt"
+  mv "$work/summary.txt" "$work/services.txt"
+  python3 - "$work/density.jsonl" "$work/services.txt" "$n" "$ts" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-n, ts = int(sys.argv[2]), int(sys.argv[3])
-cold, one_start, many_start = map(float, sys.argv[4:7])
-one_idle, one_loaded, many_idle, many_loaded = (int(x) / 1024 for x in sys.argv[7:11])
+services = {l.split()[0]: l.split()[1:] for l in open(sys.argv[2])}
+n, ts = int(sys.argv[3]), int(sys.argv[4])
 def med(label, key):
     v = sorted(r[key] for r in rows if r["label"] == label and r[key] is not None)
     return v[len(v) // 2]
-labels = sorted({r["label"] for r in rows}, key=lambda l: (l != "one-tenant", l))
-print(f"One service with {n} Rust tenants and {ts} TypeScript tenants (token-table, each with its own "
-      f"settings and so its own snapshot), routed by token prefix; against one Rust tenant, same run.")
+names = {"one": "1 Rust tenant", "rust": f"{n} Rust tenants", "mixed": f"{n} Rust + {ts} TypeScript tenants"}
+print(f"Token-table tenants, each with its own settings (so its own snapshot and compiled code), "
+      f"routed by token prefix; every figure from the same run. Storms: three rounds of the one-tenant "
+      f"and the {n}-tenant service one after the other, then the TypeScript tenant.")
 print()
-print("| service | start from warm cache (s) | RSS idle (MiB) | RSS after storms (MiB) |")
-print("|---|---:|---:|---:|")
-print(f"| 1 tenant | {one_start:.2f} | {one_idle:.1f} | {one_loaded:.1f} |")
-print(f"| {n} Rust + {ts} TS tenants | {many_start:.2f} | {many_idle:.1f} | {many_loaded:.1f} |")
-print()
-print("| storm (3 × 3000 connects at concurrency 64, medians) | failed | connects/s | p99 ms | nats-callout CPU µs/connect |")
+print("| service | first start, compiling (s) | start from the warm cache (s) | RSS idle (MiB) | RSS after its storms (MiB) |")
 print("|---|---:|---:|---:|---:|")
+for key, name in names.items():
+    cold, warm, idle, loaded = services[key]
+    print(f"| {name} | {float(cold):.1f} | {float(warm):.2f} | {int(idle)/1024:.1f} | {int(loaded)/1024:.1f} |")
+print()
+print("| storm: 3000 connects (medians of the rounds) | concurrency | failed | connects/s | p99 ms | nats-callout CPU µs/connect |")
+print("|---|---:|---:|---:|---:|---:|")
+labels = []
+for r in rows:
+    if r["label"] not in labels: labels.append(r["label"])
 for label in labels:
     failed = sum(r["failed"] for r in rows if r["label"] == label)
-    print(f"| {label} | {failed} | {med(label, 'connects_per_sec'):.0f} | {med(label, 'p99_ms'):.2f} | "
+    conc = next(r["concurrency"] for r in rows if r["label"] == label)
+    print(f"| {label} | {conc} | {failed} | {med(label, 'connects_per_sec'):.0f} | {med(label, 'p99_ms'):.2f} | "
           f"{med(label, 'service_cpu_us_per_connect'):.0f} |")
 print()
 base = med("one-tenant", "service_cpu_us_per_connect")
-rust = next(l for l in labels if l.startswith("many-rust"))
-print(f"- CPU per connect, a Rust tenant among {n + ts} / the one tenant: ×{med(rust, 'service_cpu_us_per_connect') / base:.2f} (goal ≤ 1.10)")
-print(f"- first start, compiling every snapshot: {cold:.1f} s; from the warm cache: {many_start:.2f} s (goal ≤ 2 s)")
+rust = next(l for l in labels if l.startswith("rust-tenant"))
+one = [r["service_cpu_us_per_connect"] for r in rows if r["label"] == "one-tenant"]
+many = [r["service_cpu_us_per_connect"] for r in rows if r["label"] == rust]
+ratios = sorted(m / o for o, m in zip(one, many))
+print(f"- CPU per connect of a Rust tenant among {n} / of the one tenant, round by round "
+      f"(the two measured one after the other): {', '.join(f'×{x:.2f}' for x in ratios)}; "
+      f"median ×{ratios[len(ratios) // 2]:.2f} (goal ≤ 1.10)")
+print(f"- {n} Rust tenants: {int(services['rust'][2])/1024:.0f} MiB idle (goal ≤ 200), "
+      f"started from the warm cache in {float(services['rust'][1]):.2f} s (goal ≤ 2)")
 PY
   ;;
 *) echo "unknown benchmark $what: fairness or density" >&2; exit 2 ;;

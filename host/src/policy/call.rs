@@ -3,12 +3,13 @@
 //! failure named as a [`CallError`].
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::sandbox::{CallState, OUTPUT_CAPACITY, Sandbox};
+use super::sandbox::{CallState, EPOCH_TICK, OUTPUT_CAPACITY, Sandbox};
 use super::wit::{AuthRequest, Decision, Policy, PolicyPre};
 use super::{Deadline, LoadedPolicy};
 use crate::untrusted::printable;
@@ -86,6 +87,7 @@ impl LoadedPolicy {
                 }
             }
         };
+        warm.store.data_mut().pace_after = Some(Instant::now() + LONG_CALL);
         let result = bounded(
             deadline,
             warm.policy.call_authorize(&mut warm.store, request),
@@ -158,10 +160,23 @@ pub(super) async fn start_instance(
     }
 }
 
+/// How long an `authorize` call runs at full speed. Past it, the call is
+/// paced to half a core (it sleeps one epoch tick after each tick it runs):
+/// a policy that burns its whole deadline on every call then takes half the
+/// CPU it would, leaving the rest to other tenants, while calls that end in
+/// time (a few milliseconds, even for JavaScript and Python) never notice.
+/// `init` is not paced.
+pub const LONG_CALL: Duration = Duration::from_millis(10);
+
 /// A store for one call: fresh state, memory limiter, and `deadline` checked
 /// against the wall clock every epoch tick, yielding to the runtime at each
 /// tick. (Counting ticks instead would stretch the deadline whenever a busy
-/// machine delays the ticker or the fiber.)
+/// machine delays the ticker or the fiber.) The yield is tokio's own, which
+/// puts the call behind every task ready on its worker: wasmtime's default
+/// wakes the task at once, and tokio then polls it again first (its LIFO
+/// slot), so a spinning policy held its worker for several ticks while other
+/// tenants' requests waited. A call that has run past [`LONG_CALL`] is paced:
+/// it sleeps a tick after each tick it runs.
 pub(super) fn new_store(
     sandbox: &Sandbox,
     name: &Arc<str>,
@@ -173,10 +188,17 @@ pub(super) fn new_store(
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|context| {
-        if Instant::now() >= context.data().deadline {
+        let (now, state) = (Instant::now(), context.data());
+        if now >= state.deadline {
             return Err(Trap::Interrupt.into());
         }
-        Ok(UpdateDeadline::Yield(1))
+        let pause: Pin<Box<dyn Future<Output = ()> + Send>> =
+            if state.pace_after.is_some_and(|after| now >= after) {
+                Box::pin(tokio::time::sleep(EPOCH_TICK))
+            } else {
+                Box::pin(tokio::task::yield_now())
+            };
+        Ok(UpdateDeadline::YieldCustom(1, pause))
     });
     store
 }

@@ -210,6 +210,9 @@ pub(crate) struct CallState {
     /// When the current phase (start, `init` or a call) must have ended, by
     /// the wall clock: checked at every epoch tick while guest code runs.
     pub(crate) deadline: Instant,
+    /// When an `authorize` call starts being paced (see
+    /// [`LONG_CALL`](super::call::LONG_CALL)); `None` while loading.
+    pub(crate) pace_after: Option<Instant>,
 }
 
 impl CallState {
@@ -249,6 +252,7 @@ impl CallState {
             policy_name,
             log_lines_left: LOG_LINES_PER_CALL,
             deadline,
+            pace_after: None,
         }
     }
 
