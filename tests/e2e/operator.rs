@@ -63,6 +63,41 @@ fn user_jwt(user: &KeyPair, mut nats: Value, account: &KeyPair) -> String {
     jwt(user, "user", nats, account)
 }
 
+/// An operator-mode nats-server (memory resolver) trusting `operator`, with
+/// a system account of its own, the account JWTs `accounts` (public key,
+/// JWT) preloaded, and `sentinel` for clients that present no JWT.
+fn operator_server(
+    name: &str,
+    operator: &KeyPair,
+    accounts: Vec<(String, String)>,
+    sentinel: &str,
+) -> NatsServer {
+    let sys = KeyPair::new_account();
+    let operator_jwt = jwt(
+        operator,
+        "operator",
+        json!({ "system_account": sys.public_key() }),
+        operator,
+    );
+    let preload = accounts
+        .into_iter()
+        .chain([(sys.public_key(), account_jwt(&sys, json!({}), operator))])
+        .map(|(key, jwt)| format!("  {key}: \"{jwt}\"\n"))
+        .collect::<String>();
+    NatsServer::with_conf(&format!(
+        r#"
+server_name: {name}
+operator: "{operator_jwt}"
+system_account: {sys}
+resolver: MEMORY
+resolver_preload: {{
+{preload}}}
+default_sentinel: "{sentinel}"
+"#,
+        sys = sys.public_key(),
+    ))
+}
+
 /// An operator-mode nats-server whose account AUTH hands clients to the
 /// callout, except `service`, which logs in with its own creds.
 struct OperatorMode {
@@ -73,15 +108,7 @@ struct OperatorMode {
 impl OperatorMode {
     fn start(service: &KeyPair) -> OperatorMode {
         let operator = KeyPair::new_operator();
-        let sys = KeyPair::new_account();
         let auth = KeyPair::new_account();
-        let operator_jwt = jwt(
-            &operator,
-            "operator",
-            json!({ "system_account": sys.public_key() }),
-            &operator,
-        );
-        let sys_jwt = account_jwt(&sys, json!({}), &operator);
         // nats-io/jwt `ExternalAuthorization`.
         let auth_jwt = account_jwt(
             &auth,
@@ -98,21 +125,12 @@ impl OperatorMode {
             json!({ "bearer_token": true, "pub": { "deny": [">"] }, "sub": { "deny": [">"] } }),
             &auth,
         );
-        let server = NatsServer::with_conf(&format!(
-            r#"
-server_name: operator
-operator: "{operator_jwt}"
-system_account: {sys}
-resolver: MEMORY
-resolver_preload: {{
-  {sys}: "{sys_jwt}"
-  {auth_key}: "{auth_jwt}"
-}}
-default_sentinel: "{sentinel}"
-"#,
-            sys = sys.public_key(),
-            auth_key = auth.public_key(),
-        ));
+        let server = operator_server(
+            "operator",
+            &operator,
+            vec![(auth.public_key(), auth_jwt)],
+            &sentinel,
+        );
         OperatorMode { server, auth }
     }
 
@@ -250,7 +268,6 @@ const SCOPE_PUBLISH: &str = "scoped.>";
 impl Deployment {
     fn start(service: &KeyPair) -> Deployment {
         let operator = KeyPair::new_operator();
-        let sys = KeyPair::new_account();
         let [
             auth,
             auth_signing,
@@ -261,14 +278,7 @@ impl Deployment {
             scoped_signing,
             other,
         ] = std::array::from_fn(|_| KeyPair::new_account());
-        let operator_jwt = jwt(
-            &operator,
-            "operator",
-            json!({ "system_account": sys.public_key() }),
-            &operator,
-        );
         let accounts = [
-            (&sys, json!({})),
             (
                 &auth,
                 json!({
@@ -297,33 +307,16 @@ impl Deployment {
             ),
             (&other, json!({})),
         ];
-        let preload = accounts
+        let accounts = accounts
             .into_iter()
-            .map(|(account, nats)| {
-                format!(
-                    "  {}: \"{}\"\n",
-                    account.public_key(),
-                    account_jwt(account, nats, &operator)
-                )
-            })
-            .collect::<String>();
+            .map(|(account, nats)| (account.public_key(), account_jwt(account, nats, &operator)))
+            .collect();
         let sentinel = user_jwt(
             &KeyPair::new_user(),
             json!({ "bearer_token": true, "pub": { "deny": [">"] }, "sub": { "deny": [">"] } }),
             &auth,
         );
-        let server = NatsServer::with_conf(&format!(
-            r#"
-server_name: deployment
-operator: "{operator_jwt}"
-system_account: {sys}
-resolver: MEMORY
-resolver_preload: {{
-{preload}}}
-default_sentinel: "{sentinel}"
-"#,
-            sys = sys.public_key(),
-        ));
+        let server = operator_server("deployment", &operator, accounts, &sentinel);
         Deployment {
             server,
             auth,
@@ -638,33 +631,12 @@ account = "APP"
 async fn each_auth_account_is_a_tenant_with_its_own_connection_and_keys() {
     let (a, b) = (AuthAccount::new(true), AuthAccount::new(false));
     let operator = KeyPair::new_operator();
-    let sys = KeyPair::new_account();
-    let operator_jwt = jwt(
-        &operator,
-        "operator",
-        json!({ "system_account": sys.public_key() }),
-        &operator,
-    );
-    let preload = a
+    let accounts = a
         .account_jwts(&operator)
         .into_iter()
         .chain(b.account_jwts(&operator))
-        .chain([(sys.public_key(), account_jwt(&sys, json!({}), &operator))])
-        .map(|(key, jwt)| format!("  {key}: \"{jwt}\"\n"))
-        .collect::<String>();
-    let server = NatsServer::with_conf(&format!(
-        r#"
-server_name: two_auth_accounts
-operator: "{operator_jwt}"
-system_account: {sys}
-resolver: MEMORY
-resolver_preload: {{
-{preload}}}
-default_sentinel: "{sentinel}"
-"#,
-        sys = sys.public_key(),
-        sentinel = a.sentinel,
-    ));
+        .collect();
+    let server = operator_server("two_auth_accounts", &operator, accounts, &a.sentinel);
     let (a_toml, a_files) = a.tenant("a");
     let (b_toml, b_files) = b.tenant("b");
     let conf = format!("[nats]\nservers = [\"{}\"]\n{a_toml}{b_toml}", server.url());
