@@ -2,16 +2,19 @@
 //! own policy, routed by what its clients send: `[[tenant]]` tables with
 //! `route`s. Through a real nats-server: each tenant's clients are decided
 //! by its own policy, a request no route takes is denied, a tenant whose
-//! policy did not load is denied while the others are served, and a tenant
+//! policy did not load is denied while the others are served, a tenant
 //! whose policy spins to its deadline under a storm fills its own share of
-//! the calls, not the others'.
+//! the calls, not the others', and over mutual TLS the verified client
+//! certificate's subject picks the tenant.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::ConnectOptions;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 use super::{assert_authorization_violation, connect, connect_as, user_info};
-use crate::harness::{self, CalloutSpec, ServerXkey, stack};
+use crate::harness::{self, Callout, CalloutSpec, NatsServer, ServerXkey, stack};
 
 /// Four tenants: `spin` (the hostile policy, taking connections named
 /// `spin…`, two calls at a time), `acme` (users `…@acme`), `globex`
@@ -163,4 +166,141 @@ async fn a_spinning_tenant_fills_its_own_share_not_the_others() {
         "{log}"
     );
     callout.wait_for_log("tenant=\"spin\"", Duration::from_secs(5));
+}
+
+/// Certificates for a nats-server that verifies its clients: a CA, and
+/// certificates it signs, written as PEM files into a folder.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "nats-callout test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca.pem");
+        Pki { dir, ca }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Writes `{name}.pem` and `{name}-key.pem`: a certificate for `sans`
+    /// whose subject's organization is `org`.
+    fn issue(&self, name: &str, sans: &[&str], org: &str) -> (PathBuf, PathBuf) {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("certificate");
+        let (cert_path, key_path) = (
+            self.dir.path().join(format!("{name}.pem")),
+            self.dir.path().join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write a certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write a key");
+        (cert_path, key_path)
+    }
+}
+
+/// Routes on the client certificate nats-server verified: over mutual TLS
+/// (`tls { verify: true }`, the service connecting with its own
+/// certificate), the same token lands in APP for a client whose certificate
+/// says `O=Acme` (tenant acme) and in OTHER for another (the catch-all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_client_certificate_routes_its_tenant() {
+    let pki = Pki::new();
+    let (server_cert, server_key) = pki.issue("server", &["127.0.0.1", "localhost"], "NATS");
+    let (callout_cert, callout_key) = pki.issue("callout", &["callout"], "Ops");
+    let issuer = nkeys::KeyPair::new_account();
+    let server = NatsServer::with_conf(&format!(
+        r#"
+tls {{ cert_file: "{server_cert}", key_file: "{server_key}", ca_file: "{ca}", verify: true }}
+accounts {{
+  AUTH {{ users: [ {{ user: auth, password: pwd }} ] }}
+  APP {{}}
+  OTHER {{}}
+  SYS {{}}
+}}
+system_account: SYS
+authorization {{
+  auth_callout {{ issuer: {issuer}, account: AUTH, auth_users: [ auth ] }}
+}}
+"#,
+        server_cert = server_cert.display(),
+        server_key = server_key.display(),
+        ca = pki.ca().display(),
+        issuer = issuer.public_key(),
+    ));
+    let token_table = harness::policy_wasm("token-table");
+    let tenant = |name: &str, route: &str, account: &str| {
+        format!(
+            r#"
+[[tenant]]
+name = "{name}"
+{route}
+[tenant.policy]
+wasm = "{wasm}"
+accounts = ["{account}"]
+[tenant.policy.settings.tokens.s3cr3t]
+account = "{account}"
+publish = ["$SYS.REQ.USER.INFO"]
+subscribe = ["_INBOX.>"]
+"#,
+            wasm = token_table.display(),
+        )
+    };
+    let conf = format!(
+        r#"
+[nats]
+servers = ["{url}"]
+user = "auth"
+password = "pwd"
+tls_ca_file = "{ca}"
+tls_cert_file = "{callout_cert}"
+tls_key_file = "{callout_key}"
+[issuer]
+seed_file = "issuer.seed"
+{acme}{rest}"#,
+        url = server.url(),
+        ca = pki.ca().display(),
+        callout_cert = callout_cert.display(),
+        callout_key = callout_key.display(),
+        acme = tenant("acme", "route = { tls_subject = { O = \"Acme\" } }", "APP"),
+        rest = tenant("rest", "", "OTHER"),
+    );
+    let seed = issuer.seed().expect("seed");
+    let callout = Callout::spawn_with_files(&conf, &[("issuer.seed", seed)]);
+    callout.wait_for_log("tenant=\"rest\"", Duration::from_secs(120));
+
+    for (org, account, tenant) in [("Acme", "APP", "acme"), ("Globex", "OTHER", "rest")] {
+        let (cert, key) = pki.issue(&org.to_lowercase(), &["client"], org);
+        let options = ConnectOptions::with_token("s3cr3t".into())
+            .add_root_certificates(pki.ca())
+            .add_client_certificate(cert, key)
+            .require_tls(true);
+        let client = connect(&server.url(), options).await.unwrap_or_else(|e| {
+            panic!(
+                "the {org} client is not admitted: {e}\n{}\n{}",
+                callout.log(),
+                server.log()
+            )
+        });
+        assert_eq!(user_info(&client).await["account"], account, "{org}");
+        callout.wait_for_log(
+            &format!("tenant=\"{tenant}\" client_id="),
+            Duration::from_secs(5),
+        );
+    }
 }

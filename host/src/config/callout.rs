@@ -220,6 +220,11 @@ impl<'a> Callout<'a> {
                 "{table} has no credentials: log in as a user of the tenant's auth account (creds_file, nkey_seed_file, user/password or token)"
             ));
         }
+        if nats.tls_cert_file.is_some() != nats.tls_key_file.is_some() {
+            return Err(format!(
+                "{table} tls_cert_file and tls_key_file go together: the service's certificate and its key"
+            ));
+        }
         if methods.iter().filter(|m| **m).count() > 1 {
             return Err(format!(
                 "{table} sets more than one of user/password, token, nkey_seed_file and creds_file: choose one"

@@ -15,6 +15,7 @@ use crate::authz::rules::{connection_type_named, is_subject};
 use crate::authz::{Accounts, Ceiling, GrantRules};
 use crate::policy::cache::CompiledCache;
 use crate::policy::{PolicyLimits, PolicySource};
+use crate::protocol::client_cert::is_subject_attribute;
 
 /// Environment variables that override secrets from the file, for containers.
 pub const ENV_ISSUER_SEED: &str = "NATS_CALLOUT_ISSUER_SEED";
@@ -108,6 +109,10 @@ pub struct RouteConfig {
     pub token_prefix: Option<String>,
     /// The client's connection name starts with this.
     pub connection_name_prefix: Option<String>,
+    /// The client certificate nats-server verified (`tls { verify: true }`)
+    /// has these subject attributes, each compared exactly: `{ O = "Acme",
+    /// OU = "iot" }`. Names: CN, O, OU, C, ST, L, DC.
+    pub tls_subject: Option<BTreeMap<String, String>>,
 }
 
 impl RouteConfig {
@@ -152,6 +157,15 @@ pub struct NatsConfig {
     /// Connection name shown in the server's monitoring.
     #[serde(default = "default_connection_name")]
     pub name: String,
+    /// CA certificates (PEM) that sign the servers' certificates, when the
+    /// system's store does not have them. Any `tls_*` key makes the
+    /// connection require TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The service's own certificate (PEM), for servers that ask clients for
+    /// one (`tls { verify: true }`); with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[issuer]`: the keys that sign user JWTs and responses, and open requests.
@@ -460,9 +474,15 @@ impl Config {
             &mut self.accounts,
         );
         for (nats, issuer, accounts) in tables.chain([shared]) {
-            let nats = nats
-                .into_iter()
-                .flat_map(|nats| [&mut nats.nkey_seed_file, &mut nats.creds_file]);
+            let nats = nats.into_iter().flat_map(|nats| {
+                [
+                    &mut nats.nkey_seed_file,
+                    &mut nats.creds_file,
+                    &mut nats.tls_ca_file,
+                    &mut nats.tls_cert_file,
+                    &mut nats.tls_key_file,
+                ]
+            });
             let issuer = issuer
                 .into_iter()
                 .flat_map(|issuer| [&mut issuer.seed_file, &mut issuer.xkey_seed_file]);
@@ -543,6 +563,7 @@ impl Config {
                 return Err("[[tenant]] name \"-\" is what decision lines show for a request no route takes: choose another".into());
             }
             let route = &tenant.route;
+            let subject = route.tls_subject.iter().flatten();
             if [
                 &route.user_suffix,
                 &route.user_prefix,
@@ -551,9 +572,19 @@ impl Config {
             ]
             .into_iter()
             .flatten()
+            .chain(subject.clone().map(|(_, value)| value))
             .any(String::is_empty)
+                || route.tls_subject.as_ref().is_some_and(BTreeMap::is_empty)
             {
                 return Err(named("its route has an empty value, which would match every request: leave the key out instead".into()));
+            }
+            if let Some((bad, _)) = subject
+                .clone()
+                .find(|(name, _)| !is_subject_attribute(name))
+            {
+                return Err(named(format!(
+                    "its route's tls_subject names {bad:?}: use CN, O, OU, C, ST, L or DC"
+                )));
             }
             if tenant.owns_callout() {
                 if tenant.nats.is_none() {
@@ -1024,6 +1055,33 @@ tokens = { s3cr3t = { account = "APP" } }
         assert!(error(dash).contains("name \"-\""));
         let unknown_route = with_tenants(&[("a", "route = { header = \"x\" }", "")]);
         assert!(error(unknown_route).contains("unknown field `header`"));
+        let subject = |table: &str| {
+            with_tenants(&[("a", &format!("route = {{ tls_subject = {table} }}"), "")])
+        };
+        assert!(
+            error(subject("{ SERIAL = \"1\" }"))
+                .contains("tls_subject names \"SERIAL\": use CN, O")
+        );
+        assert!(error(subject("{}")).contains("its route has an empty value"));
+        assert!(error(subject("{ O = \"\" }")).contains("its route has an empty value"));
+        let config = Config::load(&write(
+            dir.path(),
+            &subject("{ O = \"Acme\", OU = \"iot\" }"),
+        ))
+        .unwrap();
+        assert_eq!(
+            config.tenants[0]
+                .route
+                .tls_subject
+                .as_ref()
+                .map(BTreeMap::len),
+            Some(2)
+        );
+        let half_tls = GOOD.replace(
+            "password = \"pwd\"",
+            "password = \"pwd\"\ntls_cert_file = \"c.pem\"",
+        );
+        assert!(error(half_tls).contains("[nats] tls_cert_file and tls_key_file go together"));
     }
 
     /// Tables that give a tenant its own auth account (appended after its

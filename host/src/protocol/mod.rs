@@ -5,6 +5,7 @@
 //! sources each rule comes from.
 
 pub mod claims;
+pub(crate) mod client_cert;
 pub mod jwt;
 mod key_cache;
 pub(crate) mod mint;

@@ -34,6 +34,27 @@ pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOpt
     } else {
         ConnectOptions::new()
     };
+    // Read here, so a missing file stops the start with its name rather
+    // than failing every connect attempt in the background.
+    let table = callout.table("nats");
+    for (key, file) in [
+        ("tls_ca_file", &nats.tls_ca_file),
+        ("tls_cert_file", &nats.tls_cert_file),
+        ("tls_key_file", &nats.tls_key_file),
+    ] {
+        if let Some(path) = file {
+            std::fs::File::open(path)
+                .with_context(|| format!("{table} {key} {}", path.display()))?;
+        }
+    }
+    if let Some(ca) = &nats.tls_ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&nats.tls_cert_file, &nats.tls_key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let tls = [&nats.tls_ca_file, &nats.tls_cert_file, &nats.tls_key_file];
+    options = options.require_tls(tls.iter().any(|file| file.is_some()));
     let label: std::sync::Arc<str> = callout.label().into();
     options = options
         .name(&nats.name)
