@@ -304,3 +304,36 @@ seed_file = "issuer.seed"
         );
     }
 }
+
+/// A TLS file that holds no certificate stops the start, naming it, instead
+/// of failing every connect attempt in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_file_without_a_certificate_stops_the_service() {
+    let issuer = nkeys::KeyPair::new_account();
+    let conf = format!(
+        r#"
+[nats]
+servers = ["nats://127.0.0.1:1"]
+tls_ca_file = "ca.pem"
+[issuer]
+seed_file = "issuer.seed"
+[policy]
+wasm = "{wasm}"
+accounts = ["APP"]
+[policy.settings.tokens.s3cr3t]
+account = "APP"
+"#,
+        wasm = harness::policy_wasm("token-table").display(),
+    );
+    let files = [
+        ("issuer.seed", issuer.seed().expect("seed")),
+        ("ca.pem", "not a certificate\n".to_string()),
+    ];
+    let mut callout = Callout::spawn_with_files(&conf, &files);
+    assert_ne!(callout.wait_exit(Duration::from_secs(120)), Some(0));
+    let log = callout.log();
+    assert!(
+        log.contains("[nats] tls_ca_file") && log.contains("ca.pem holds no PEM certificate"),
+        "{log}"
+    );
+}

@@ -578,6 +578,11 @@ impl Config {
             {
                 return Err(named("its route has an empty value, which would match every request: leave the key out instead".into()));
             }
+            if let Some((name, value)) = subject.clone().find(|(_, value)| value.trim() != *value) {
+                return Err(named(format!(
+                    "its route's tls_subject {name} = {value:?} starts or ends with spaces, which no certificate's value would match: remove them"
+                )));
+            }
             if let Some((bad, _)) = subject
                 .clone()
                 .find(|(name, _)| !is_subject_attribute(name))
@@ -1064,6 +1069,7 @@ tokens = { s3cr3t = { account = "APP" } }
         );
         assert!(error(subject("{}")).contains("its route has an empty value"));
         assert!(error(subject("{ O = \"\" }")).contains("its route has an empty value"));
+        assert!(error(subject("{ O = \"Acme \" }")).contains("starts or ends with spaces"));
         let config = Config::load(&write(
             dir.path(),
             &subject("{ O = \"Acme\", OU = \"iot\" }"),

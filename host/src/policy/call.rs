@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -87,7 +87,7 @@ impl LoadedPolicy {
                 }
             }
         };
-        warm.store.data_mut().pace_after = Some(Instant::now() + LONG_CALL);
+        warm.store.data_mut().pace = Some(Pace::default());
         let result = bounded(
             deadline,
             warm.policy.call_authorize(&mut warm.store, request),
@@ -160,13 +160,44 @@ pub(super) async fn start_instance(
     }
 }
 
-/// How long an `authorize` call runs at full speed. Past it, the call is
-/// paced to half a core (it sleeps one epoch tick after each tick it runs):
-/// a policy that burns its whole deadline on every call then takes half the
-/// CPU it would, leaving the rest to other tenants, while calls that end in
-/// time (a few milliseconds, even for JavaScript and Python) never notice.
-/// `init` is not paced.
-pub const LONG_CALL: Duration = Duration::from_millis(10);
+/// How many epoch ticks an `authorize` call runs at full speed. Past them,
+/// the call is paced: it sleeps an epoch tick after each tick in which it
+/// ran, which leaves it about a quarter of a core (it runs until the next
+/// tick, half a tick on average, then sleeps one to two ticks). A policy
+/// that burns its whole deadline on every call then takes a fraction of the
+/// CPU it would, leaving the rest to other tenants, while calls that need
+/// less than about 10 ms of CPU (a few milliseconds, even for JavaScript
+/// and Python) never notice. Ticks are counted while the call runs, not
+/// while it waits for a worker, so a busy service does not pace calls that
+/// merely waited. Loading and `init` are not paced.
+pub const LONG_CALL_TICKS: u32 = 10;
+
+/// A call's pacing: the ticks in which it ran.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pace {
+    ticks_run: u32,
+}
+
+/// What a call does at an epoch tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    /// Yield behind the tasks ready to run, and go on.
+    Yield,
+    /// Sleep a tick: the call is past [`LONG_CALL_TICKS`].
+    Sleep,
+}
+
+impl Pace {
+    /// Counts a tick in which the call ran, and says how it pauses.
+    fn tick(&mut self) -> Pause {
+        self.ticks_run = self.ticks_run.saturating_add(1);
+        if self.ticks_run > LONG_CALL_TICKS {
+            Pause::Sleep
+        } else {
+            Pause::Yield
+        }
+    }
+}
 
 /// A store for one call: fresh state, memory limiter, and `deadline` checked
 /// against the wall clock every epoch tick, yielding to the runtime at each
@@ -175,8 +206,8 @@ pub const LONG_CALL: Duration = Duration::from_millis(10);
 /// puts the call behind every task ready on its worker: wasmtime's default
 /// wakes the task at once, and tokio then polls it again first (its LIFO
 /// slot), so a spinning policy held its worker for several ticks while other
-/// tenants' requests waited. A call that has run past [`LONG_CALL`] is paced:
-/// it sleeps a tick after each tick it runs.
+/// tenants' requests waited. A call that has run for [`LONG_CALL_TICKS`] is
+/// paced: it sleeps a tick after each tick it runs.
 pub(super) fn new_store(
     sandbox: &Sandbox,
     name: &Arc<str>,
@@ -187,16 +218,15 @@ pub(super) fn new_store(
     let mut store = Store::new(sandbox.engine(), state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|context| {
-        let (now, state) = (Instant::now(), context.data());
-        if now >= state.deadline {
+    store.epoch_deadline_callback(|mut context| {
+        let state = context.data_mut();
+        if Instant::now() >= state.deadline {
             return Err(Trap::Interrupt.into());
         }
         let pause: Pin<Box<dyn Future<Output = ()> + Send>> =
-            if state.pace_after.is_some_and(|after| now >= after) {
-                Box::pin(tokio::time::sleep(EPOCH_TICK))
-            } else {
-                Box::pin(tokio::task::yield_now())
+            match state.pace.as_mut().map(Pace::tick) {
+                Some(Pause::Sleep) => Box::pin(tokio::time::sleep(EPOCH_TICK)),
+                Some(Pause::Yield) | None => Box::pin(tokio::task::yield_now()),
             };
         Ok(UpdateDeadline::YieldCustom(1, pause))
     });
@@ -246,4 +276,21 @@ pub(super) fn describe(
     let cause = error.root_cause().to_string();
     let first_line = cause.lines().next().unwrap_or("unknown failure");
     CallError::Host(printable(first_line, MESSAGE_BYTES).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_paced_only_past_its_ticks_at_full_speed() {
+        let mut pace = Pace::default();
+        for _ in 0..LONG_CALL_TICKS {
+            assert_eq!(pace.tick(), Pause::Yield);
+        }
+        assert_eq!(pace.tick(), Pause::Sleep);
+        assert_eq!(pace.tick(), Pause::Sleep);
+        // A warm instance's next call starts afresh.
+        assert_eq!(Pace::default().tick(), Pause::Yield);
+    }
 }

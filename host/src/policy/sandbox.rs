@@ -210,9 +210,10 @@ pub(crate) struct CallState {
     /// When the current phase (start, `init` or a call) must have ended, by
     /// the wall clock: checked at every epoch tick while guest code runs.
     pub(crate) deadline: Instant,
-    /// When an `authorize` call starts being paced (see
-    /// [`LONG_CALL`](super::call::LONG_CALL)); `None` while loading.
-    pub(crate) pace_after: Option<Instant>,
+    /// An `authorize` call's pacing (see
+    /// [`LONG_CALL_TICKS`](super::call::LONG_CALL_TICKS)); `None` while
+    /// loading.
+    pub(crate) pace: Option<super::call::Pace>,
 }
 
 impl CallState {
@@ -252,7 +253,7 @@ impl CallState {
             policy_name,
             log_lines_left: LOG_LINES_PER_CALL,
             deadline,
-            pace_after: None,
+            pace: None,
         }
     }
 

@@ -3,7 +3,10 @@
 //!
 //! Only verified chains count (`client_tls.verified_chains`, filled when the
 //! server runs `tls { verify: true }`): `client_tls.certs` holds whatever a
-//! client presented when nothing verified it (`docs/protocol.md` §4).
+//! client presented when nothing verified it (`docs/protocol.md` §4). Every
+//! verified chain starts with the same leaf, so the first is read, once per
+//! request, and only when a route asks. Attributes whose value is not a
+//! UTF8, printable, IA5 or ASCII teletex string are left out.
 
 use std::collections::BTreeMap;
 
@@ -32,13 +35,27 @@ pub const SUBJECT_ATTRIBUTES: [(&str, ObjectIdentifier); 7] = [
 /// One subject attribute: its short name and its value.
 pub type SubjectAttribute = (&'static str, String);
 
-/// The named attributes of the subject of each verified chain's leaf
-/// certificate. A chain whose leaf does not parse has none.
-pub fn verified_subjects(tls: &ClientTls) -> impl Iterator<Item = Vec<SubjectAttribute>> + '_ {
-    tls.verified_chains
-        .iter()
-        .filter_map(|chain| chain.first())
-        .map(|pem| subject_of(pem).unwrap_or_default())
+/// The longest leaf certificate read (PEM): real ones are 1–3 KiB, and a
+/// subject's parse grows with the square of its attributes.
+const MAX_LEAF_PEM: usize = 8 * 1024;
+
+/// The named attributes of the subject of the verified leaf certificate;
+/// none when nothing was verified or the leaf does not parse.
+pub fn verified_subject(tls: &ClientTls) -> Vec<SubjectAttribute> {
+    let Some(leaf) = tls.verified_chains.first().and_then(|chain| chain.first()) else {
+        return Vec::new();
+    };
+    if leaf.len() > MAX_LEAF_PEM {
+        tracing::debug!(
+            bytes = leaf.len(),
+            "client certificate too long to read its subject"
+        );
+        return Vec::new();
+    }
+    subject_of(leaf).unwrap_or_else(|| {
+        tracing::debug!("client certificate not parsed: no subject to route on");
+        Vec::new()
+    })
 }
 
 /// Whether `subject` has every attribute of `wanted` (short name → value),

@@ -6,6 +6,8 @@
 use anyhow::Context as _;
 use async_nats::{Client, ConnectOptions, Event, Subscriber};
 
+use x509_cert::Certificate;
+
 use crate::config::{Callout, Secret};
 
 /// The subject nats-server publishes authorization requests on.
@@ -34,17 +36,24 @@ pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOpt
     } else {
         ConnectOptions::new()
     };
-    // Read here, so a missing file stops the start with its name rather
-    // than failing every connect attempt in the background.
+    // Read here, so a missing or malformed file stops the start with its
+    // name rather than failing every connect attempt in the background.
     let table = callout.table("nats");
-    for (key, file) in [
-        ("tls_ca_file", &nats.tls_ca_file),
-        ("tls_cert_file", &nats.tls_cert_file),
-        ("tls_key_file", &nats.tls_key_file),
-    ] {
-        if let Some(path) = file {
-            std::fs::File::open(path)
-                .with_context(|| format!("{table} {key} {}", path.display()))?;
+    let files = [
+        ("tls_ca_file", &nats.tls_ca_file, Pem::Certificates),
+        ("tls_cert_file", &nats.tls_cert_file, Pem::Certificates),
+        ("tls_key_file", &nats.tls_key_file, Pem::PrivateKey),
+    ];
+    for (key, file, pem) in files {
+        let Some(path) = file else { continue };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{table} {key} {}", path.display()))?;
+        if !pem.found_in(&text) {
+            anyhow::bail!(
+                "{table} {key} {} holds no PEM {}",
+                path.display(),
+                pem.name()
+            );
         }
     }
     if let Some(ca) = &nats.tls_ca_file {
@@ -73,6 +82,31 @@ pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOpt
             }
         });
     Ok(options)
+}
+
+/// What a TLS file must hold.
+#[derive(Clone, Copy)]
+enum Pem {
+    Certificates,
+    PrivateKey,
+}
+
+impl Pem {
+    fn name(self) -> &'static str {
+        match self {
+            Pem::Certificates => "certificate",
+            Pem::PrivateKey => "private key",
+        }
+    }
+
+    fn found_in(self, text: &str) -> bool {
+        match self {
+            Pem::Certificates => {
+                Certificate::load_pem_chain(text.as_bytes()).is_ok_and(|chain| !chain.is_empty())
+            }
+            Pem::PrivateKey => text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----"),
+        }
+    }
 }
 
 /// Connects and subscribes to the callout's authorization requests.

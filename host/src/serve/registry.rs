@@ -161,9 +161,8 @@ impl<B> Registry<B> {
                 requested: Quoted::new(request.issuer()),
                 served: self.accounts().collect::<Vec<_>>().join(", "),
             })?;
-        let routed = tenants
-            .iter()
-            .find(|tenant| route::matches(&tenant.route, request.request()));
+        let routing = route::Routing::new(request.request());
+        let routed = tenants.iter().find(|tenant| routing.matches(&tenant.route));
         Ok(match routed {
             Some(tenant) => (tenant, true),
             None => (&tenants[0], false),

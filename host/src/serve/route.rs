@@ -3,13 +3,43 @@
 //! `callout.toml`). Routes are declarative and
 //! checked in order; the first tenant whose route matches takes the request.
 
+use std::cell::OnceCell;
+
 use crate::config::RouteConfig;
 use crate::protocol::claims::AuthorizationRequest;
-use crate::protocol::client_cert::{subject_has, verified_subjects};
+use crate::protocol::client_cert::{SubjectAttribute, subject_has, verified_subject};
 
-/// Whether `request` is one `route` takes: every key the route gives must
-/// match, and a key whose field the client did not send does not.
-pub fn matches(route: &RouteConfig, request: &AuthorizationRequest) -> bool {
+/// A request being routed: what the routes read from it, with the client
+/// certificate's subject parsed at most once, and only if a route asks.
+pub struct Routing<'a> {
+    request: &'a AuthorizationRequest,
+    subject: OnceCell<Vec<SubjectAttribute>>,
+}
+
+impl<'a> Routing<'a> {
+    pub fn new(request: &'a AuthorizationRequest) -> Routing<'a> {
+        Routing {
+            request,
+            subject: OnceCell::new(),
+        }
+    }
+
+    /// Whether `route` takes the request: every key the route gives must
+    /// match, and a key whose field the client did not send does not.
+    pub fn matches(&self, route: &RouteConfig) -> bool {
+        route_matches(route, self.request)
+            && route.tls_subject.as_ref().is_none_or(|wanted| {
+                let subject = self.subject.get_or_init(|| {
+                    let tls = self.request.client_tls.as_ref();
+                    tls.map(verified_subject).unwrap_or_default()
+                });
+                subject_has(subject, wanted)
+            })
+    }
+}
+
+/// Whether the keys of `route` read from what the client sent match.
+fn route_matches(route: &RouteConfig, request: &AuthorizationRequest) -> bool {
     let opts = &request.connect_opts;
     let user = opts.user.as_deref();
     let suffix = |sent: &str, wanted: &str| sent.ends_with(wanted);
@@ -18,13 +48,6 @@ pub fn matches(route: &RouteConfig, request: &AuthorizationRequest) -> bool {
         && holds(&route.user_prefix, user, prefix)
         && holds(&route.token_prefix, opts.auth_token.as_deref(), prefix)
         && holds(&route.connection_name_prefix, opts.name.as_deref(), prefix)
-        && route.tls_subject.as_ref().is_none_or(|wanted| {
-            // Parsed only for tenants routed by certificate.
-            let tls = request.client_tls.as_ref();
-            tls.is_some_and(|tls| {
-                verified_subjects(tls).any(|subject| subject_has(&subject, wanted))
-            })
-        })
 }
 
 /// Whether one key of a route holds: not given, or given and `test` passes
@@ -41,6 +64,10 @@ mod tests {
     use super::*;
     use crate::protocol::claims::{ClientTls, ConnectOpts};
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+    fn matches(route: &RouteConfig, request: &AuthorizationRequest) -> bool {
+        Routing::new(request).matches(route)
+    }
 
     fn request(
         user: Option<&str>,
@@ -105,10 +132,15 @@ mod tests {
 
     /// A leaf certificate with `subject`, and the CA that signed it, as PEM.
     fn chain(subject: &[(DnType, &str)]) -> Vec<String> {
+        chain_for(subject, vec!["client".to_string()])
+    }
+
+    /// The same, for the names `sans`.
+    fn chain_for(subject: &[(DnType, &str)], sans: Vec<String>) -> Vec<String> {
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        let mut leaf = CertificateParams::new(vec!["client".to_string()]).unwrap();
+        let mut leaf = CertificateParams::new(sans).unwrap();
         for (kind, value) in subject {
             leaf.distinguished_name.push(kind.clone(), *value);
         }
@@ -173,18 +205,27 @@ mod tests {
             &subject_route(&[("O", "Açme")]),
             &request(None, None, None)
         ));
-        // Any verified chain may match; one that does not parse never does.
+        // Every verified chain starts with the client's leaf: the first is
+        // read. A leaf that does not parse, or is too long to, has no subject.
         let globex = chain(&[(DnType::OrganizationName, "Globex")]);
         let several = with_tls(ClientTls {
-            verified_chains: vec![
-                vec!["-----BEGIN CERTIFICATE-----\ngarbage".into()],
-                globex,
-                acme,
-            ],
+            verified_chains: vec![globex.clone(), acme.clone()],
             ..ClientTls::default()
         });
-        assert!(matches(&subject_route(&[("O", "Açme")]), &several));
         assert!(matches(&subject_route(&[("O", "Globex")]), &several));
-        assert!(!matches(&subject_route(&[("O", "Initech")]), &several));
+        assert!(!matches(&subject_route(&[("O", "Açme")]), &several));
+        let garbage = "-----BEGIN CERTIFICATE-----\ngarbage".to_string();
+        let many_names = (0..400)
+            .map(|i| format!("client-{i}.example.com"))
+            .collect();
+        let long = chain_for(&[(DnType::OrganizationName, "Açme")], many_names);
+        assert!(long[0].len() > 8 * 1024);
+        for leaf in [garbage, long[0].clone()] {
+            let unreadable = with_tls(ClientTls {
+                verified_chains: vec![vec![leaf]],
+                ..ClientTls::default()
+            });
+            assert!(!matches(&subject_route(&[("O", "Açme")]), &unreadable));
+        }
     }
 }
