@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use async_nats::ConnectOptions;
+use async_nats::{ConnectOptions, Event};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -28,7 +28,19 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // A grant without `$SYS.REQ.USER.INFO` (or `_INBOX.>`) gets a
+    // permissions violation from the server: say so at once rather than
+    // waiting for the request to time out.
+    let (violations, mut violation) = tokio::sync::mpsc::unbounded_channel();
     let client = match options
+        .event_callback(move |event| {
+            let violations = violations.clone();
+            async move {
+                if let Event::ServerError(error) = event {
+                    let _ = violations.send(error.to_string());
+                }
+            }
+        })
         .connection_timeout(Duration::from_secs(5))
         .connect(url.as_str())
         .await
@@ -39,7 +51,14 @@ async fn main() {
             return;
         }
     };
-    let info = match client.request("$SYS.REQ.USER.INFO", "".into()).await {
+    let reply = tokio::select! {
+        reply = client.request("$SYS.REQ.USER.INFO", "".into()) => reply,
+        Some(error) = violation.recv() => {
+            println!("{who:<22} ADMITTED  (its grant does not let it ask $SYS.REQ.USER.INFO: {error})");
+            return;
+        }
+    };
+    let info = match reply {
         Ok(reply) => {
             serde_json::from_slice::<serde_json::Value>(&reply.payload).unwrap_or_default()
         }
