@@ -697,12 +697,18 @@ async fn each_auth_account_is_a_tenant_with_its_own_connection_and_keys() {
         "callout service returned an error: policy denied: wrong credentials",
         Duration::from_secs(5),
     );
-    let log = callout.log();
-    assert!(
+    // The service's log is read from its stderr by a thread: wait for the
+    // line rather than read the log once.
+    let b_denied = |log: &str| {
         log.lines()
-            .any(|line| line.contains("tenant=\"b\"") && line.contains("user=\"deny\"")),
-        "{log}"
-    );
+            .any(|line| line.contains("tenant=\"b\"") && line.contains("user=\"deny\""))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !b_denied(&callout.log()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = callout.log();
+    assert!(b_denied(&log), "{log}");
 }
 
 /// Every connection is made before any is served: a tenant whose creds
