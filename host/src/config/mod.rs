@@ -718,12 +718,17 @@ impl PolicyConfig {
         PolicySource {
             wasm: self.wasm.clone(),
             settings_json: self.settings_json(),
-            limits: PolicyLimits {
-                timeout: Duration::from_millis(self.timeout_ms),
-                memory_bytes: usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX),
-                calls_per_instance: self.calls_per_instance,
-                max_idle_instances: self.max_idle_instances(service),
-            },
+            limits: self.limits(service),
+        }
+    }
+
+    /// The limits of each call of the policy.
+    pub fn limits(&self, service: &ServiceConfig) -> PolicyLimits {
+        PolicyLimits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            memory_bytes: usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX),
+            calls_per_instance: self.calls_per_instance,
+            max_idle_instances: self.max_idle_instances(service),
         }
     }
 

@@ -26,7 +26,7 @@ pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyh
     let limits: Vec<PolicyLimits> = config
         .tenants
         .iter()
-        .map(|tenant| tenant.policy.source(service).limits)
+        .map(|tenant| tenant.policy.limits(service))
         .collect();
     let sandbox = Sandbox::new(SandboxLimits::for_policies(
         service.max_in_flight,

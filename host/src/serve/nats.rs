@@ -20,11 +20,12 @@ pub const XKEY_HEADER: &str = "Nats-Server-Xkey";
 /// environment when set.
 pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOptions> {
     let nats = &callout.nats;
+    let table = callout.table("nats");
     let mut options = if let Some(path) = &nats.creds_file {
         ConnectOptions::new()
             .credentials_file(path)
             .await
-            .with_context(|| format!("{} creds_file {}", callout.table("nats"), path.display()))?
+            .with_context(|| format!("{table} creds_file {}", path.display()))?
     } else if nats.nkey_seed_file.is_some() {
         let seed = callout.secret(Secret::NatsNkeySeed)?.unwrap_or_default();
         ConnectOptions::new().nkey(seed)
@@ -38,13 +39,12 @@ pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOpt
     };
     // Read here, so a missing or malformed file stops the start with its
     // name rather than failing every connect attempt in the background.
-    let table = callout.table("nats");
     let files = [
         ("tls_ca_file", &nats.tls_ca_file, Pem::Certificates),
         ("tls_cert_file", &nats.tls_cert_file, Pem::Certificates),
         ("tls_key_file", &nats.tls_key_file, Pem::PrivateKey),
     ];
-    for (key, file, pem) in files {
+    for (key, file, pem) in &files {
         let Some(path) = file else { continue };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{table} {key} {}", path.display()))?;
@@ -62,8 +62,7 @@ pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOpt
     if let (Some(cert), Some(key)) = (&nats.tls_cert_file, &nats.tls_key_file) {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    let tls = [&nats.tls_ca_file, &nats.tls_cert_file, &nats.tls_key_file];
-    options = options.require_tls(tls.iter().any(|file| file.is_some()));
+    options = options.require_tls(files.iter().any(|(_, file, _)| file.is_some()));
     let label: std::sync::Arc<str> = callout.label().into();
     options = options
         .name(&nats.name)
