@@ -12,6 +12,7 @@ use nkeys::XKey;
 
 use nats_callout::authz::Verdict;
 use nats_callout::config::DenyMode;
+use nats_callout::metrics::Phases;
 use nats_callout::protocol::claims::ConnectOpts;
 use nats_callout::protocol::jwt::{FastSigner, Signer};
 use nats_callout::protocol::xkey::SealedBoxes;
@@ -54,9 +55,9 @@ fn phases(c: &mut Criterion) {
         });
         let (request, binding) = registry.open(&payload, header.as_deref()).expect("opens");
         group.bench_function("policy_call", |b| {
-            b.iter(|| runtime.block_on(binding.decide(&request)))
+            b.iter(|| runtime.block_on(binding.decide(&request, &mut Phases::default())))
         });
-        let verdict = runtime.block_on(binding.decide(&request));
+        let verdict = runtime.block_on(binding.decide(&request, &mut Phases::default()));
         assert!(matches!(verdict, Verdict::Allow(_)), "{verdict:?}");
         let seal = registry
             .verifier()

@@ -241,5 +241,9 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
         runtime.worker_threads(workers);
     }
     let runtime = runtime.enable_all().build()?;
-    runtime.block_on(serve::launch(&config, serve::shutdown_signal()))
+    runtime.block_on(serve::launch(
+        config_path,
+        &config,
+        serve::shutdown_signal(),
+    ))
 }

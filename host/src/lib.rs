@@ -33,6 +33,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub(crate) mod keys;
+pub mod metrics;
 pub(crate) mod policy;
 pub mod protocol;
 pub mod serve;

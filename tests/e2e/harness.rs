@@ -255,7 +255,7 @@ impl Drop for NatsServer {
 
 /// A running `nats-callout serve`.
 pub struct Callout {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     child: Option<Child>,
     log: Arc<Mutex<String>>,
 }
@@ -338,7 +338,19 @@ impl<'a> CalloutSpec<'a> {
 impl Callout {
     /// Writes a configuration and starts the service, without waiting.
     pub fn spawn(server_url: &str, keys: &Keys, spec: &CalloutSpec<'_>) -> Callout {
+        Callout::spawn_prepared(server_url, keys, spec, |_| {})
+    }
+
+    /// The same, after `prepare` has written more files into the service's
+    /// folder (which relative paths in the configuration name).
+    pub fn spawn_prepared(
+        server_url: &str,
+        keys: &Keys,
+        spec: &CalloutSpec<'_>,
+        prepare: impl FnOnce(&Path),
+    ) -> Callout {
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(dir.path());
         std::fs::write(
             dir.path().join("issuer.seed"),
             keys.issuer.seed().expect("seed"),
@@ -442,7 +454,7 @@ seed_file = "issuer.seed"
             }
         });
         Callout {
-            _dir: dir,
+            dir,
             child: Some(child),
             log,
         }
@@ -491,11 +503,25 @@ seed_file = "issuer.seed"
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// The folder holding its configuration (`callout.toml`) and files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 

@@ -4,6 +4,7 @@
 mod hardening;
 mod harness;
 mod languages;
+mod operations;
 mod operator;
 mod tenants;
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::authz::{Decider, GrantRules, Verdict};
 use crate::config::DenyMode;
+use crate::metrics::Phases;
 use crate::policy::cache::CompiledCache;
 use crate::policy::request::to_policy_request;
 use crate::policy::wit::AuthRequest;
@@ -71,7 +72,7 @@ pub async fn run(input: CheckInput) -> anyhow::Result<Value> {
     );
     let policy = decider_policy(&binding)?;
     let verified = VerifiedRequest::unsigned(request, binding.account());
-    let mut verdict = binding.decide(&verified).await;
+    let mut verdict = binding.decide(&verified, &mut Phases::default()).await;
     let reply = binding.respond(&verified, &mut verdict, None);
     let mut report = json!({ "policy": { "name": policy.name(), "sha256": policy.digest() } });
     if input.repeat > 0 {

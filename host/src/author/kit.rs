@@ -110,16 +110,7 @@ pub async fn run(
         "{}".to_string()
     };
     let decider = Decider::load(sandbox, &source(settings), kit_rules(), cache).await?;
-    let mut results = Vec::new();
-    for (file, text) in read_folder(&kit.join("cases"))? {
-        let case: Case = serde_json::from_str(&text)
-            .with_context(|| format!("{file} is not a conformance case"))?;
-        results.push(CaseResult {
-            failure: run_case(&decider, &case).await,
-            file,
-            description: case.description,
-        });
-    }
+    let mut results = run_cases(&decider, kit).await?;
     for (file, text) in read_folder(&kit.join("refused"))? {
         let refusal: RefusedCase = serde_json::from_str(&text)
             .with_context(|| format!("{file} is not a settings-refusal case"))?;
@@ -134,6 +125,22 @@ pub async fn run(
             failure: refusal_failure(loaded.err(), &refusal.error_contains),
             file,
             description: refusal.description,
+        });
+    }
+    Ok(results)
+}
+
+/// Runs the kit's `cases` against a loaded `decider`, with its settings and
+/// rules: `check --kit`, and a tenant's golden kit before its policy serves.
+pub async fn run_cases(decider: &Decider, kit: &Path) -> anyhow::Result<Vec<CaseResult>> {
+    let mut results = Vec::new();
+    for (file, text) in read_folder(&kit.join("cases"))? {
+        let case: Case = serde_json::from_str(&text)
+            .with_context(|| format!("{file} is not a conformance case"))?;
+        results.push(CaseResult {
+            failure: run_case(decider, &case).await,
+            file,
+            description: case.description,
         });
     }
     Ok(results)

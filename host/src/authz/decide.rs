@@ -2,9 +2,11 @@
 //! `check --kit` alike: ask the policy, then hold its answer to the rules.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::decision::{DenyReason, Verdict};
 use super::rules::GrantRules;
+use crate::metrics::Phases;
 use crate::policy::cache::CompiledCache;
 use crate::policy::request::to_policy_request;
 use crate::policy::wit::{AuthRequest, Decision};
@@ -39,14 +41,20 @@ impl Decider {
         &self.policy
     }
 
-    /// The verdict on a verified request.
-    pub async fn decide(&self, request: &VerifiedRequest) -> Verdict {
+    /// The verdict on a verified request; the time of the policy call and
+    /// of the rules go into `phases`.
+    pub async fn decide(&self, request: &VerifiedRequest, phases: &mut Phases) -> Verdict {
         if let Some(refusal) = request.refusal {
             return Verdict::Deny(DenyReason::Refused(refusal));
         }
         let nats = request.request();
+        let asked = Instant::now();
         let answer = self.ask(&to_policy_request(nats, request.issuer())).await;
-        self.judge(answer, nats)
+        let judged = Instant::now();
+        phases.policy = judged - asked;
+        let verdict = self.judge(answer, nats);
+        phases.rules = judged.elapsed();
+        verdict
     }
 
     /// The policy's own answer, before any rule: what a conformance kit

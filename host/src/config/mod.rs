@@ -61,6 +61,8 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
     pub service: ServiceConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Operator mode: the accounts a policy may place users into, by the
     /// names the policy uses. Absent in config mode.
     #[serde(default)]
@@ -139,7 +141,7 @@ pub struct AccountConfig {
 }
 
 /// `[nats]`: how the service connects to NATS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URLs, such as `nats://127.0.0.1:4222` (in `[tenant.nats]`,
@@ -166,6 +168,20 @@ pub struct NatsConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// The key of `tls_cert_file` (PEM).
     pub tls_key_file: Option<PathBuf>,
+    /// Answer the NATS services API (`$SRV.PING`, `$SRV.INFO`,
+    /// `$SRV.STATS`) on this connection, so `nats micro ls` lists the
+    /// replica; the user needs to subscribe to `$SRV.>`.
+    #[serde(default = "default_true")]
+    pub micro: bool,
+}
+
+/// `[metrics]`: the HTTP listener for Prometheus and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`, such as
+    /// `127.0.0.1:9464`; off unless set.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[issuer]`: the keys that sign user JWTs and responses, and open requests.
@@ -242,6 +258,11 @@ pub struct PolicyConfig {
     pub max_lifetime_secs: u64,
     #[serde(default)]
     pub deny: DenyMode,
+    /// A conformance kit (a folder with `cases/*.json`) this policy must
+    /// pass, with its settings and the tenant's rules, before it serves: at
+    /// start, and at every reload before it replaces the running one.
+    #[serde(default)]
+    pub golden_kit: Option<PathBuf>,
     /// The most the policy may ever grant.
     #[serde(default)]
     pub ceiling: CeilingConfig,
@@ -322,7 +343,7 @@ impl CeilingConfig {
 }
 
 /// `[service]`: how the service runs (all optional).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Requests evaluated at the same time; more wait in line.
@@ -341,6 +362,10 @@ pub struct ServiceConfig {
     /// single `[policy]` always stops.)
     #[serde(default)]
     pub strict_start: bool,
+    /// Reload when the configuration or a policy file changes (checked
+    /// every second), as on SIGHUP.
+    #[serde(default = "default_true")]
+    pub watch: bool,
 }
 
 impl Default for ServiceConfig {
@@ -350,10 +375,14 @@ impl Default for ServiceConfig {
             expiry_leeway_ms: default_expiry_leeway_ms(),
             worker_threads: None,
             strict_start: false,
+            watch: true,
         }
     }
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_queue_group() -> String {
     "nats-callout".into()
 }
@@ -453,6 +482,9 @@ impl Config {
             .chain(self.policy.as_mut())
         {
             resolve(&mut policy.wasm);
+            if let Some(kit) = policy.golden_kit.as_mut() {
+                resolve(kit);
+            }
             if let Some(dir) = policy
                 .cache_dir
                 .as_mut()

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -66,6 +67,7 @@ impl LoadedPolicy {
         let warm = self.take_idle();
         let mut warm = match warm {
             Some(mut warm) => {
+                self.pool.reused.fetch_add(1, Ordering::Relaxed);
                 warm.store.data_mut().start_call(deadline.at());
                 warm.store.set_epoch_deadline(1);
                 warm
@@ -79,6 +81,7 @@ impl LoadedPolicy {
                     deadline,
                 )
                 .await?;
+                self.pool.started.fetch_add(1, Ordering::Relaxed);
                 WarmInstance {
                     start_memory: store.data().largest_memory(),
                     store,

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Instance};
@@ -17,7 +17,7 @@ use super::cache::{CacheKey, CompiledCache, EntryKind};
 use super::call::{bounded, describe, new_store, start_instance};
 use super::sandbox::Sandbox;
 use super::wit::PolicyPre;
-use super::{Deadline, LoadedPolicy, PolicySource};
+use super::{Deadline, LoadedPolicy, PolicySource, PoolCounts};
 use crate::untrusted::printable;
 
 /// The deadline of a policy's `init`, which may parse large settings.
@@ -63,6 +63,7 @@ impl LoadedPolicy {
         source: &PolicySource,
         cache: Option<&CompiledCache>,
     ) -> Result<LoadedPolicy, LoadError> {
+        let started = Instant::now();
         let path = source.wasm.as_path();
         let wasm = std::fs::read(path).map_err(|error| LoadError::Read {
             path: path.to_path_buf(),
@@ -109,7 +110,9 @@ impl LoadedPolicy {
             pre,
             limits,
             idle: Mutex::new(Vec::new()),
+            pool: PoolCounts::default(),
             from_cache,
+            load_time: started.elapsed(),
             cache_key,
         })
     }

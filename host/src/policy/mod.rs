@@ -30,6 +30,7 @@ pub(crate) mod sandbox;
 pub(crate) mod wit;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,7 +103,10 @@ pub struct LoadedPolicy {
     pre: PolicyPre<CallState>,
     limits: PolicyLimits,
     idle: Mutex<Vec<WarmInstance>>,
+    pool: PoolCounts,
     from_cache: bool,
+    /// How long loading took (reading, compiling or the cache, `init`).
+    load_time: Duration,
     /// Where its compiled snapshot is cached.
     cache_key: cache::CacheKey,
 }
@@ -127,4 +131,35 @@ impl LoadedPolicy {
     pub fn loaded_from_cache(&self) -> bool {
         self.from_cache
     }
+
+    /// How long loading took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Its instances so far: started, reused, idle now.
+    pub fn pool(&self) -> PoolStats {
+        PoolStats {
+            started: self.pool.started.load(Ordering::Relaxed),
+            reused: self.pool.reused.load(Ordering::Relaxed),
+            idle: self.idle.lock().map_or(0, |idle| idle.len()),
+        }
+    }
+}
+
+/// Counts of a policy's instances, for metrics.
+#[derive(Debug, Default)]
+struct PoolCounts {
+    /// Instances started for a call.
+    started: AtomicU64,
+    /// Calls served by an idle instance (with `calls_per_instance` above 1).
+    reused: AtomicU64,
+}
+
+/// A policy's instances so far, read for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub started: u64,
+    pub reused: u64,
+    pub idle: usize,
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::authz::{Decider, DenyReason, RuleRefusal, Verdict};
 use crate::config::DenyMode;
+use crate::metrics::Phases;
 use crate::protocol::mint::{self, AccountKey, Placement, Seal};
 use crate::protocol::verify::{VerifiedRequest, unix_now};
 use crate::untrusted::{Quoted, reason_text};
@@ -69,10 +70,10 @@ impl Binding {
         self.decider.as_ref().ok()
     }
 
-    /// Asks the policy and checks its grant.
-    pub async fn decide(&self, request: &VerifiedRequest) -> Verdict {
+    /// Asks the policy and checks its grant (timed into `phases`).
+    pub async fn decide(&self, request: &VerifiedRequest, phases: &mut Phases) -> Verdict {
         match &self.decider {
-            Ok(decider) => decider.decide(request).await,
+            Ok(decider) => decider.decide(request, phases).await,
             Err(why) => Verdict::Deny(DenyReason::TenantUnavailable(why.clone())),
         }
     }

@@ -1,78 +1,264 @@
-//! The composition root: from a configuration to a running service. A
-//! sandbox sized for every tenant; for each callout (each auth account),
-//! its keys read once and a registry holding the binding of each of its
-//! tenants — its policy compiled and initialized — behind its route; then
-//! [`run`](super::run) until shutdown.
+//! The composition root: from a configuration to a running service. The
+//! metrics listener first (alive while policies load); a sandbox sized for
+//! every tenant; for each callout (each auth account), its keys read once
+//! and a registry holding the binding of each of its tenants — its policy
+//! compiled, initialized and through its golden kit — behind its route;
+//! then [`run`](super::run) until shutdown, with the [`Reloader`] beside it.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
-use super::{Binding, Registry};
+use super::reload::Reloader;
+use super::{Binding, Observers, Registry, RegistryCell};
+use crate::author::kit;
 use crate::authz::Decider;
-use crate::config::{Callout, Config, TenantConfig};
+use crate::config::{Config, TenantConfig};
 use crate::keys;
 use crate::policy::{PolicyLimits, Sandbox, SandboxLimits};
 use crate::protocol::mint::{AccountKey, Placement};
 use crate::protocol::verify::Verifier;
 use crate::untrusted::reason_text;
 
-/// Builds the service `config` describes and serves until `shutdown`.
-pub async fn launch(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Builds the service the configuration at `path` describes (`config`, as
+/// read from it) and serves until `shutdown`, reloading on SIGHUP and on
+/// changes of its files.
+pub async fn launch(
+    path: &Path,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let observers = Observers::default();
+    if let Some(address) = config.metrics.listen {
+        super::http::listen(address, observers.metrics.clone(), observers.status.clone()).await?;
+        observers
+            .metrics
+            .register_collector(observers.status.clone());
+    }
     let service = &config.service;
+    let sandbox_limits = sandbox_limits(config);
+    let sandbox = Sandbox::new(sandbox_limits)
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
+    let parts = Parts {
+        sandbox,
+        sandbox_limits,
+        in_flight: Arc::new(Semaphore::new(service.max_in_flight.max(1))),
+        observers: observers.clone(),
+    };
+    let registries = parts.build(config, Start::First).await?;
+    release_freed_memory();
+    prune_caches(config, registries.iter());
+    let cells: Vec<RegistryCell> = registries
+        .into_iter()
+        .map(|registry| Arc::new(ArcSwap::from_pointee(registry)))
+        .collect();
+    let served = config
+        .callouts()
+        .into_iter()
+        .zip(cells.iter().cloned())
+        .collect();
+    let reloader = Reloader::new(path, config.clone(), parts, cells);
+    let stop = tokio::sync::watch::Sender::new(false);
+    let reloading = tokio::spawn(reloader.run(stop.subscribe()));
+    let ended = super::run(service, served, &observers, shutdown).await;
+    stop.send_replace(true);
+    let _ = reloading.await;
+    ended
+}
+
+/// The sandbox's size for every tenant of `config`.
+pub(super) fn sandbox_limits(config: &Config) -> SandboxLimits {
     let limits: Vec<PolicyLimits> = config
         .tenants
         .iter()
-        .map(|tenant| tenant.policy.limits(service))
+        .map(|tenant| tenant.policy.limits(&config.service))
         .collect();
-    let sandbox = Sandbox::new(SandboxLimits::for_policies(
-        service.max_in_flight,
-        limits.iter(),
-    ))
-    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))?;
-    let leeway = Duration::from_millis(service.expiry_leeway_ms);
-    let in_flight = Arc::new(Semaphore::new(service.max_in_flight.max(1)));
-    let mut served: Vec<(Callout, Arc<Registry>)> = Vec::new();
-    for callout in config.callouts() {
-        let (issuer, xkey) = keys::load_issuer(&callout)?;
-        if let Some((other, _)) = served.iter().find(|(other, registry)| {
-            other.nats.servers == callout.nats.servers
-                && registry.accounts().any(|a| a == issuer.account)
-        }) {
-            bail!(
-                "{} and {} hold keys of the same account {}: on the same servers, nats-server would split that account's requests between them; give the tenants of one auth account one [issuer] and routes",
-                other.table("issuer"),
-                callout.table("issuer"),
-                issuer.account
-            );
+    SandboxLimits::for_policies(config.service.max_in_flight, limits.iter())
+}
+
+/// Whether registries are built at start or for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// At start: a tenant whose policy fails is denied with the reason
+    /// (unless strict or single), and the others are served.
+    First,
+    /// For a reload: any failure fails the reload, and the running
+    /// registries keep serving.
+    Reload,
+}
+
+/// What outlives one configuration: the sandbox, the service's slots and
+/// the observers.
+pub(super) struct Parts {
+    pub(super) sandbox: Arc<Sandbox>,
+    pub(super) sandbox_limits: SandboxLimits,
+    pub(super) in_flight: Arc<Semaphore>,
+    pub(super) observers: Observers,
+}
+
+impl Parts {
+    /// One registry per callout of `config`, in the order of
+    /// [`Config::callouts`]: its keys read, every tenant's policy loaded.
+    pub(super) async fn build(
+        &self,
+        config: &Config,
+        start: Start,
+    ) -> anyhow::Result<Vec<Registry>> {
+        let leeway = Duration::from_millis(config.service.expiry_leeway_ms);
+        let mut built: Vec<Registry> = Vec::new();
+        let callouts = config.callouts();
+        for (index, callout) in callouts.iter().enumerate() {
+            let (issuer, xkey) = keys::load_issuer(callout)?;
+            let shared = callouts[..index]
+                .iter()
+                .zip(&built)
+                .find(|(other, registry)| {
+                    other.nats.servers == callout.nats.servers
+                        && registry.accounts().any(|a| a == issuer.account)
+                });
+            if let Some((other, _)) = shared {
+                bail!(
+                    "{} and {} hold keys of the same account {}: on the same servers, nats-server would split that account's requests between them; give the tenants of one auth account one [issuer] and routes",
+                    other.table("issuer"),
+                    callout.table("issuer"),
+                    issuer.account
+                );
+            }
+            let placement = Arc::new(keys::load_placement(callout, &issuer.account)?);
+            let issuer = Arc::new(issuer);
+            let label: Arc<str> = callout.label().into();
+            let mut registry = Registry::new(Verifier::new(xkey.map(Arc::new), leeway))
+                .with_in_flight(self.in_flight.clone())
+                .with_gauges(self.observers.metrics.callout_gauges(&label));
+            for tenant in &callout.tenants {
+                let binding = self
+                    .tenant_binding(config, tenant, &issuer, &placement, start)
+                    .await?;
+                registry.insert_tenant(
+                    issuer.account.clone(),
+                    &tenant.name,
+                    tenant.route.clone(),
+                    tenant.max_in_flight,
+                    binding,
+                );
+            }
+            built.push(registry);
         }
-        let placement = Arc::new(keys::load_placement(&callout, &issuer.account)?);
-        let issuer = Arc::new(issuer);
-        let mut registry = Registry::new(Verifier::new(xkey.map(Arc::new), leeway))
-            .with_in_flight(in_flight.clone());
-        for tenant in &callout.tenants {
-            let binding = tenant_binding(config, tenant, &issuer, &placement, &sandbox).await?;
-            registry.insert_tenant(
-                issuer.account.clone(),
-                &tenant.name,
-                tenant.route.clone(),
-                tenant.max_in_flight,
-                binding,
-            );
-        }
-        served.push((callout, Arc::new(registry)));
+        Ok(built)
     }
-    release_freed_memory();
-    prune_caches(config, served.iter().map(|(_, registry)| &**registry));
-    super::run(service, served, shutdown).await
+
+    /// One tenant's binding: its policy loaded and through its golden kit,
+    /// or — when that fails at start and the service has several tenants,
+    /// not started strictly — a binding that denies the tenant's requests
+    /// with the reason, so the others are served.
+    async fn tenant_binding(
+        &self,
+        config: &Config,
+        tenant: &TenantConfig,
+        issuer: &Arc<AccountKey>,
+        placement: &Arc<Placement>,
+        start: Start,
+    ) -> anyhow::Result<Binding> {
+        let (issuer, placement) = (issuer.clone(), placement.clone());
+        let policy = &tenant.policy;
+        match self.load_decider(config, tenant).await {
+            Ok(decider) => Ok(Binding::new(issuer, placement, decider, policy.deny)),
+            Err(error)
+                if start == Start::First
+                    && !config.single_policy()
+                    && !config.service.strict_start =>
+            {
+                // The error may quote the tenant's component: escaped and bounded.
+                tracing::error!(
+                    tenant = %tenant.name,
+                    error = reason_text(&format!("{error:#}")),
+                    "the tenant's policy did not load: its requests are denied, the other tenants are served"
+                );
+                Ok(Binding::unavailable(
+                    issuer,
+                    placement,
+                    &format!("{error:#}"),
+                    policy.deny,
+                ))
+            }
+            Err(error) if config.single_policy() => Err(error),
+            Err(error) => Err(error.context(format!("tenant {}", tenant.name))),
+        }
+    }
+
+    /// Loads the tenant's policy and runs its golden kit, if it has one.
+    async fn load_decider(
+        &self,
+        config: &Config,
+        tenant: &TenantConfig,
+    ) -> anyhow::Result<Decider> {
+        let policy = &tenant.policy;
+        let source = policy.source(&config.service);
+        let started = Instant::now();
+        let decider = Decider::load(
+            &self.sandbox,
+            &source,
+            policy.grant_rules(),
+            policy.cache().as_ref(),
+        )
+        .await?;
+        let loaded = decider.policy();
+        self.observers
+            .metrics
+            .policy_loaded(&tenant.name, loaded.loaded_from_cache());
+        if let Some(golden) = &policy.golden_kit {
+            pass_golden_kit(&decider, golden).await?;
+        }
+        tracing::info!(
+            tenant = %tenant.name,
+            policy = loaded.name(),
+            sha256 = loaded.digest(),
+            from_cache = loaded.loaded_from_cache(),
+            load_ms = started.elapsed().as_millis() as u64,
+            calls_per_instance = source.limits.calls_per_instance,
+            golden_kit = policy.golden_kit.as_ref().map(|kit| kit.display().to_string()),
+            "policy loaded"
+        );
+        Ok(decider)
+    }
+}
+
+/// Runs the golden kit at `kit` against `decider`; an error names the first
+/// failing case (and how many failed).
+async fn pass_golden_kit(decider: &Decider, kit: &Path) -> anyhow::Result<()> {
+    let results = kit::run_cases(decider, kit)
+        .await
+        .map_err(|e| anyhow::anyhow!("golden kit {}: {e:#}", kit.display()))?;
+    if results.is_empty() {
+        bail!(
+            "golden kit {}: no cases (expected {}/cases/*.json)",
+            kit.display(),
+            kit.display()
+        );
+    }
+    let failed: Vec<_> = results.iter().filter(|r| r.failure.is_some()).collect();
+    if let Some(first) = failed.first() {
+        bail!(
+            "golden kit {}: {} of {} cases failed; {} ({}): {}",
+            kit.display(),
+            failed.len(),
+            results.len(),
+            first.file,
+            first.description,
+            first.failure.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// Removes the snapshots of the tenants' components built with settings no
 /// tenant uses any more, cache folder by cache folder.
-fn prune_caches<'a>(config: &Config, registries: impl Iterator<Item = &'a Registry>) {
+pub(super) fn prune_caches<'a>(config: &Config, registries: impl Iterator<Item = &'a Registry>) {
     let in_use: Vec<_> = registries
         .flat_map(Registry::tenants)
         .filter_map(|(_, binding)| {
@@ -92,62 +278,10 @@ fn prune_caches<'a>(config: &Config, registries: impl Iterator<Item = &'a Regist
     }
 }
 
-/// One tenant's binding: its policy loaded, or — when it fails to load and
-/// the service has several tenants, not started strictly — a binding that
-/// denies the tenant's requests with the reason, so the others are served.
-async fn tenant_binding(
-    config: &Config,
-    tenant: &TenantConfig,
-    issuer: &Arc<AccountKey>,
-    placement: &Arc<Placement>,
-    sandbox: &Arc<Sandbox>,
-) -> anyhow::Result<Binding> {
-    let (issuer, placement) = (issuer.clone(), placement.clone());
-    let policy = &tenant.policy;
-    let source = policy.source(&config.service);
-    let started = Instant::now();
-    let loaded = Decider::load(
-        sandbox,
-        &source,
-        policy.grant_rules(),
-        policy.cache().as_ref(),
-    )
-    .await;
-    let decider = match loaded {
-        Ok(decider) => decider,
-        Err(error) if !config.single_policy() && !config.service.strict_start => {
-            // The error may quote the tenant's component: escaped and bounded.
-            tracing::error!(
-                tenant = %tenant.name,
-                error = reason_text(&error),
-                "the tenant's policy did not load: its requests are denied, the other tenants are served"
-            );
-            return Ok(Binding::unavailable(
-                issuer,
-                placement,
-                &error.to_string(),
-                policy.deny,
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let loaded = decider.policy();
-    tracing::info!(
-        tenant = %tenant.name,
-        policy = loaded.name(),
-        sha256 = loaded.digest(),
-        from_cache = loaded.loaded_from_cache(),
-        load_ms = started.elapsed().as_millis() as u64,
-        calls_per_instance = source.limits.calls_per_instance,
-        "policy loaded"
-    );
-    Ok(Binding::new(issuer, placement, decider, policy.deny))
-}
-
 /// Hands the heap memory freed after compiling a policy (hundreds of MiB for a
 /// JavaScript or Python runtime) back to the OS: glibc keeps it otherwise, and
 /// the service's resident memory would stay at the compiler's peak.
-fn release_freed_memory() {
+pub(super) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory at the top of glibc's
     // heaps; it does not touch allocated blocks.

@@ -4,29 +4,48 @@
 //! [`Registry`], and drains on shutdown.
 
 mod binding;
+mod http;
 mod launch;
 mod nats;
 mod registry;
+mod reload;
 mod route;
 mod shutdown;
+mod status;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use async_nats::{Client, Message, Subscriber};
-use futures::StreamExt as _;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use async_nats::Client;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 pub use binding::Binding;
 pub use launch::launch;
-pub use nats::{AUTH_SUBJECT, XKEY_HEADER};
+pub use nats::{AUTH_SUBJECT, MICRO_SERVICE, XKEY_HEADER};
 pub use registry::{Handled, Registry};
 pub use shutdown::shutdown_signal;
+pub use status::Status;
 
 use crate::authz::DECISION_LOG;
 use crate::config::{Callout, ServiceConfig};
+use crate::metrics::Metrics;
 use crate::protocol::verify::DropReason;
+use nats::{Incoming, MicroCounts, Requests};
+
+/// A callout's registry, which a reload replaces whole: each request is
+/// answered by the registry current when it arrived.
+pub type RegistryCell = Arc<ArcSwap<Registry>>;
+
+/// What every callout's serving shares: the metrics and the live status.
+#[derive(Clone, Default)]
+pub struct Observers {
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+}
 
 /// Serves every callout's requests until `shutdown` completes, then stops
 /// taking requests, finishes those in flight and flushes their replies.
@@ -35,24 +54,34 @@ use crate::protocol::verify::DropReason;
 /// or not at all.
 pub async fn run(
     service: &ServiceConfig,
-    callouts: Vec<(Callout<'_>, Arc<Registry>)>,
+    callouts: Vec<(Callout<'_>, RegistryCell)>,
+    observers: &Observers,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let subscribed = callouts.into_iter().map(|(callout, registry)| async move {
-        let (client, requests) = nats::subscribe(&callout).await?;
+        let counts = Arc::new(MicroCounts::default());
+        let (client, requests) = nats::subscribe(&callout, &observers.metrics, &counts).await?;
         anyhow::Ok(Subscribed {
             callout,
             registry,
             client,
             requests,
+            counts,
         })
     });
     let subscribed = futures::future::try_join_all(subscribed).await?;
+    for subscribed in &subscribed {
+        observers.status.serving(
+            subscribed.callout.label().into(),
+            subscribed.client.clone(),
+            subscribed.registry.clone(),
+        );
+    }
     let stop = watch::Sender::new(false);
     let serving = futures::future::join_all(
         subscribed
             .into_iter()
-            .map(|subscribed| serve_callout(service, subscribed, &stop)),
+            .map(|subscribed| serve_callout(service, subscribed, &observers.metrics, &stop)),
     );
     tokio::pin!(serving, shutdown);
     let ended = tokio::select! {
@@ -68,9 +97,10 @@ pub async fn run(
 /// A callout connected and subscribed, ready to serve.
 struct Subscribed<'a> {
     callout: Callout<'a>,
-    registry: Arc<Registry>,
+    registry: RegistryCell,
     client: Client,
-    requests: Subscriber,
+    requests: Requests,
+    counts: Arc<MicroCounts>,
 }
 
 /// Serves one callout until `stop` is set: takes its messages, answers each
@@ -79,6 +109,7 @@ struct Subscribed<'a> {
 async fn serve_callout(
     service: &ServiceConfig,
     subscribed: Subscribed<'_>,
+    metrics: &Arc<Metrics>,
     stop: &watch::Sender<bool>,
 ) -> anyhow::Result<()> {
     let Subscribed {
@@ -86,9 +117,16 @@ async fn serve_callout(
         registry,
         client,
         mut requests,
+        counts,
     } = subscribed;
     let label: Arc<str> = callout.label().into();
-    for (tenant, binding) in registry.tenants() {
+    let answering = Answering {
+        callout: label.clone(),
+        client: client.clone(),
+        metrics: metrics.clone(),
+        counts,
+    };
+    for (tenant, binding) in registry.load().tenants() {
         let policy = binding.decider().map(|decider| decider.policy());
         tracing::info!(
             subject = AUTH_SUBJECT,
@@ -100,7 +138,8 @@ async fn serve_callout(
             account = binding.account(),
             signer = binding.signer(),
             operator_mode = callout.operator_mode(),
-            encryption = registry.verifier().xkey().is_some(),
+            encryption = registry.load().verifier().xkey().is_some(),
+            micro = matches!(requests, Requests::Micro(_)),
             "serving auth callout requests"
         );
     }
@@ -132,54 +171,80 @@ async fn serve_callout(
         let Ok(permit) = waiting.clone().acquire_owned().await else {
             break Ok(());
         };
-        let (registry, client) = (registry.clone(), client.clone());
-        tasks.spawn(answer(label.clone(), registry, client, message, permit));
+        tasks.spawn(
+            answering
+                .clone()
+                .answer(registry.load_full(), message, permit),
+        );
     };
     shutdown::drain(&label, &client, requests, tasks).await;
     ended
 }
 
-/// Answers one message and logs the decision, or why it was dropped. The
-/// permit is given back once the decision is made: publishing the reply
-/// does not hold a waiting request's place.
-async fn answer(
+/// What answering a callout's requests needs besides its registry.
+#[derive(Clone)]
+struct Answering {
     callout: Arc<str>,
-    registry: Arc<Registry>,
     client: Client,
-    message: Message,
-    permit: OwnedSemaphorePermit,
-) {
-    let Some(reply_to) = message.reply.clone() else {
-        return log_drop(&callout, &DropReason::NoReplySubject);
-    };
-    let header = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(XKEY_HEADER))
-        .map(|v| v.as_str().to_string());
-    // Inline on the worker: a hand-off to a blocking pool cost more CPU than the
-    // whole request (context switches), and a policy call yields every epoch tick.
-    let handled = registry.handle(&message.payload, header.as_deref()).await;
-    drop(permit);
-    match handled {
-        Ok(Handled { reply, record }) => {
-            record.log();
-            if let Some(payload) = reply
-                && let Err(error) = client.publish(reply_to, payload.into()).await
-            {
-                tracing::warn!(%error, %callout, "cannot publish a reply");
-            }
-        }
-        Err(reason) => log_drop(&callout, &reason),
-    }
+    metrics: Arc<Metrics>,
+    counts: Arc<MicroCounts>,
 }
 
-fn log_drop(callout: &str, reason: &DropReason) {
-    tracing::warn!(
-        target: DECISION_LOG,
-        reason = reason.text(),
-        kind = reason.kind(),
-        callout,
-        "request dropped"
-    );
+impl Answering {
+    /// Answers one message, logs and counts the decision (or why it was
+    /// dropped). The permit is given back once the decision is made:
+    /// publishing the reply does not hold a waiting request's place.
+    async fn answer(
+        self,
+        registry: Arc<Registry>,
+        incoming: Incoming,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let message = incoming.message();
+        if message.reply.is_none() {
+            return self.dropped(&DropReason::NoReplySubject);
+        }
+        let header = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(XKEY_HEADER))
+            .map(|v| v.as_str().to_string());
+        // Inline on the worker: a hand-off to a blocking pool cost more CPU than the
+        // whole request (context switches), and a policy call yields every epoch tick.
+        let handled = registry.handle(&message.payload, header.as_deref()).await;
+        drop(permit);
+        let Handled {
+            reply,
+            record,
+            phases,
+        } = match handled {
+            Ok(handled) => handled,
+            Err(reason) => return self.dropped(&reason),
+        };
+        record.log();
+        self.metrics.decision(&self.callout, &record, &phases);
+        let count = match (record.allowed(), record.silent) {
+            (true, _) => &self.counts.allowed,
+            (false, false) => &self.counts.denied,
+            (false, true) => &self.counts.denied_silently,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        if let Some(payload) = reply
+            && let Err(error) = incoming.respond(&self.client, payload).await
+        {
+            tracing::warn!(%error, callout = &*self.callout, "cannot publish a reply");
+        }
+    }
+
+    fn dropped(&self, reason: &DropReason) {
+        tracing::warn!(
+            target: DECISION_LOG,
+            reason = reason.text(),
+            kind = reason.kind(),
+            callout = &*self.callout,
+            "request dropped"
+        );
+        self.metrics.dropped(&self.callout, reason.kind());
+        self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+    }
 }

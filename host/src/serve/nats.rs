@@ -3,12 +3,19 @@
 //! Each callout (each auth account, in operator mode) has its own
 //! connection: nats-server publishes its requests in that account.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::Context as _;
-use async_nats::{Client, ConnectOptions, Event, Subscriber};
+use async_nats::service::{self, Service, ServiceExt as _, endpoint::Endpoint};
+use async_nats::{Client, ConnectOptions, Event, Message, Subscriber};
+use futures::StreamExt as _;
 
 use x509_cert::Certificate;
 
 use crate::config::{Callout, Secret};
+use crate::metrics::Metrics;
 
 /// The subject nats-server publishes authorization requests on.
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
@@ -18,7 +25,10 @@ pub const XKEY_HEADER: &str = "Nats-Server-Xkey";
 
 /// Connection options from the callout's `[nats]`, with secrets from the
 /// environment when set.
-pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOptions> {
+pub async fn connect_options(
+    callout: &Callout<'_>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<ConnectOptions> {
     let nats = &callout.nats;
     let table = callout.table("nats");
     let mut options = if let Some(path) = &nats.creds_file {
@@ -63,13 +73,15 @@ pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOpt
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
     options = options.require_tls(files.iter().any(|(_, file, _)| file.is_some()));
-    let label: std::sync::Arc<str> = callout.label().into();
+    let label: Arc<str> = callout.label().into();
+    let metrics = metrics.clone();
     options = options
         .name(&nats.name)
         .retry_on_initial_connect()
         .no_echo()
         .event_callback(move |event| {
             let callout = label.clone();
+            metrics.nats_event(&callout, event_name(&event));
             async move {
                 match event {
                     Event::Connected => tracing::info!(%callout, "connected to NATS"),
@@ -81,6 +93,20 @@ pub async fn connect_options(callout: &Callout<'_>) -> anyhow::Result<ConnectOpt
             }
         });
     Ok(options)
+}
+
+/// A NATS event's name, as metrics label it.
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Connected => "connected",
+        Event::Disconnected => "disconnected",
+        Event::LameDuckMode => "lame_duck_mode",
+        Event::Draining => "draining",
+        Event::Closed => "closed",
+        Event::SlowConsumer(_) => "slow_consumer",
+        Event::ServerError(_) => "server_error",
+        Event::ClientError(_) => "client_error",
+    }
 }
 
 /// What a TLS file must hold.
@@ -108,23 +134,148 @@ impl Pem {
     }
 }
 
-/// Connects and subscribes to the callout's authorization requests.
-pub async fn subscribe(callout: &Callout<'_>) -> anyhow::Result<(Client, Subscriber)> {
+/// Connects and subscribes to the callout's authorization requests: as the
+/// endpoint `authorize` of the NATS service `nats-callout` (so `nats micro
+/// ls` and `nats micro stats` list this replica) unless `[nats] micro` is
+/// off or there is no queue group (micro endpoints are queue subscriptions).
+pub(crate) async fn subscribe(
+    callout: &Callout<'_>,
+    metrics: &Arc<Metrics>,
+    counts: &Arc<MicroCounts>,
+) -> anyhow::Result<(Client, Requests)> {
     let servers = callout.nats.servers.join(",");
-    let client = connect_options(callout)
+    let client = connect_options(callout, metrics)
         .await?
         .connect(&servers)
         .await
         .with_context(|| format!("cannot connect to NATS at {servers}"))?;
     let queue_group = &callout.nats.queue_group;
-    let requests = if queue_group.is_empty() {
-        client.subscribe(AUTH_SUBJECT).await
-    } else {
-        client
-            .queue_subscribe(AUTH_SUBJECT, queue_group.clone())
+    let requests = if callout.nats.micro && !queue_group.is_empty() {
+        let counts = counts.clone();
+        let metadata = HashMap::from([("callout".to_string(), callout.label().to_string())]);
+        let service = client
+            .service_builder()
+            .description("NATS auth callout: authorization by sandboxed WebAssembly policies")
+            .metadata(metadata)
+            .queue_group(queue_group)
+            .stats_handler(move |_endpoint, _stats| counts.to_json())
+            .start(MICRO_SERVICE, env!("CARGO_PKG_VERSION"))
             .await
-    }
-    .with_context(|| format!("cannot subscribe to {AUTH_SUBJECT}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot start the NATS service {MICRO_SERVICE}: {e}"))?;
+        let endpoint = service
+            .endpoint_builder()
+            .name("authorize")
+            .queue_group(queue_group)
+            .add(AUTH_SUBJECT)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {AUTH_SUBJECT}: {e}"))?;
+        Requests::Micro(Box::new(Micro { service, endpoint }))
+    } else if queue_group.is_empty() {
+        Requests::Plain(
+            client
+                .subscribe(AUTH_SUBJECT)
+                .await
+                .with_context(|| format!("cannot subscribe to {AUTH_SUBJECT}"))?,
+        )
+    } else {
+        Requests::Plain(
+            client
+                .queue_subscribe(AUTH_SUBJECT, queue_group.clone())
+                .await
+                .with_context(|| format!("cannot subscribe to {AUTH_SUBJECT}"))?,
+        )
+    };
     client.flush().await.context("cannot reach NATS")?;
     Ok((client, requests))
+}
+
+/// The name replicas share in the NATS services API.
+pub const MICRO_SERVICE: &str = "nats-callout";
+
+/// A callout's requests: a plain subscription, or the endpoint of a NATS
+/// service, which answers `$SRV` requests and counts what it answers.
+pub(crate) enum Requests {
+    Plain(Subscriber),
+    Micro(Box<Micro>),
+}
+
+/// The NATS service and its `authorize` endpoint.
+pub(crate) struct Micro {
+    service: Service,
+    endpoint: Endpoint,
+}
+
+/// A request taken from [`Requests`].
+pub(crate) enum Incoming {
+    Plain(Message),
+    Micro(service::Request),
+}
+
+impl Requests {
+    /// The next request; `None` once the subscription has ended.
+    pub(crate) async fn next(&mut self) -> Option<Incoming> {
+        match self {
+            Requests::Plain(subscriber) => subscriber.next().await.map(Incoming::Plain),
+            Requests::Micro(micro) => micro.endpoint.next().await.map(Incoming::Micro),
+        }
+    }
+
+    /// Stops taking requests (and answering `$SRV`).
+    pub(crate) async fn unsubscribe(self) -> bool {
+        match self {
+            Requests::Plain(mut subscriber) => subscriber.unsubscribe().await.is_ok(),
+            Requests::Micro(micro) => {
+                let Micro {
+                    service,
+                    mut endpoint,
+                } = *micro;
+                let stopped = endpoint.stop().await.is_ok();
+                service.stop().await.is_ok() && stopped
+            }
+        }
+    }
+}
+
+impl Incoming {
+    pub(crate) fn message(&self) -> &Message {
+        match self {
+            Incoming::Plain(message) => message,
+            Incoming::Micro(request) => &request.message,
+        }
+    }
+
+    /// Publishes `payload` to the request's reply subject (counted by the
+    /// NATS service, for `nats micro stats`).
+    pub(crate) async fn respond(&self, client: &Client, payload: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            Incoming::Plain(message) => {
+                let Some(reply) = message.reply.clone() else {
+                    return Ok(());
+                };
+                Ok(client.publish(reply, payload.into()).await?)
+            }
+            Incoming::Micro(request) => Ok(request.respond(Ok(payload.into())).await?),
+        }
+    }
+}
+
+/// What a callout decided, as `nats micro stats` shows it in `data`.
+#[derive(Debug, Default)]
+pub(crate) struct MicroCounts {
+    pub(crate) allowed: AtomicU64,
+    pub(crate) denied: AtomicU64,
+    pub(crate) denied_silently: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+impl MicroCounts {
+    fn to_json(&self) -> serde_json::Value {
+        let read = |count: &AtomicU64| count.load(Ordering::Relaxed);
+        serde_json::json!({
+            "allowed": read(&self.allowed),
+            "denied": read(&self.denied),
+            "denied_silently": read(&self.denied_silently),
+            "dropped": read(&self.dropped),
+        })
+    }
 }

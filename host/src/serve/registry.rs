@@ -21,6 +21,7 @@ use super::binding::Binding;
 use super::route;
 use crate::authz::{DecisionRecord, DenyReason, Verdict};
 use crate::config::{DEFAULT_TENANT, RouteConfig};
+use crate::metrics::{CalloutGauges, Phases};
 use crate::protocol::verify::{DropReason, VerifiedRequest, Verifier};
 use crate::untrusted::Quoted;
 
@@ -31,6 +32,8 @@ pub struct Registry<B = Binding> {
     /// Policy calls running at once, all tenants together (of every
     /// callout: the registries of one service share it).
     in_flight: Arc<Semaphore>,
+    /// Requests waiting for their slots, and calls running, for metrics.
+    gauges: CalloutGauges,
 }
 
 /// One tenant: its route, its binding and its share of the calls.
@@ -49,11 +52,12 @@ struct Tenant<B> {
 /// How many requests may wait per slot of a tenant's share.
 const LINE_PER_SLOT: usize = 8;
 
-/// A request answered: the response to publish (none for a silent deny) and
-/// the record of the decision.
+/// A request answered: the response to publish (none for a silent deny),
+/// the record of the decision and how long each phase took.
 pub struct Handled {
     pub reply: Option<Vec<u8>>,
     pub record: DecisionRecord,
+    pub phases: Phases,
 }
 
 impl<B> Registry<B> {
@@ -63,7 +67,14 @@ impl<B> Registry<B> {
             verifier,
             accounts: BTreeMap::new(),
             in_flight: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            gauges: CalloutGauges::default(),
         }
+    }
+
+    /// Requests waiting and calls running move `gauges`.
+    pub fn with_gauges(mut self, gauges: CalloutGauges) -> Registry<B> {
+        self.gauges = gauges;
+        self
     }
 
     /// Policy calls wait for one of `in_flight`'s permits, all tenants
@@ -192,20 +203,27 @@ impl Registry<Binding> {
         xkey_header: Option<&str>,
     ) -> Result<Handled, DropReason> {
         let started = Instant::now();
+        let mut phases = Phases::default();
         let request = self.verifier.open(payload, xkey_header)?;
         let (tenant, routed) = self.route(&request)?;
+        phases.verify = started.elapsed();
         let binding = tenant.binding.load_full();
         let mut verdict = if routed {
             let Ok(_in_line) = tenant.line.try_acquire() else {
                 return Err(DropReason::TenantBusy(tenant.name.clone()));
             };
+            let waiting = Instant::now();
+            let queued = self.gauges.queued();
             // The semaphores are never closed: acquiring only waits.
             let _tenant_slot = tenant.budget.acquire().await;
             let _service_slot = self.in_flight.acquire().await;
+            drop(queued);
+            phases.wait = waiting.elapsed();
             if let Some(late) = self.verifier.late_secs(&request) {
                 return Err(DropReason::Expired(late));
             }
-            binding.decide(&request).await
+            let _running = self.gauges.in_flight();
+            binding.decide(&request, &mut phases).await
         } else {
             Verdict::Deny(DenyReason::NoRoute)
         };
@@ -213,7 +231,9 @@ impl Registry<Binding> {
             (Some(own), Some(server)) => Some((own, server.as_str())),
             _ => None,
         };
+        let responding = Instant::now();
         let reply = binding.respond(&request, &mut verdict, seal);
+        phases.respond = responding.elapsed();
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let tenant_name = if routed { &*tenant.name } else { "-" };
         let record = DecisionRecord::new(
@@ -223,7 +243,11 @@ impl Registry<Binding> {
             reply.is_none(),
             micros,
         );
-        Ok(Handled { reply, record })
+        Ok(Handled {
+            reply,
+            record,
+            phases,
+        })
     }
 }
 

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use async_nats::{Client, Subscriber};
+use async_nats::Client;
 use tokio::task::JoinSet;
+
+use super::nats::Requests;
 
 /// The longest each shutdown step may take: with NATS unreachable,
 /// unsubscribing and flushing would otherwise wait forever.
@@ -34,7 +36,7 @@ pub async fn shutdown_signal() {
 pub(super) async fn drain(
     callout: &str,
     client: &Client,
-    mut requests: Subscriber,
+    requests: Requests,
     mut tasks: JoinSet<()>,
 ) {
     // Tasks that finished but were not reaped are not in flight.
@@ -45,7 +47,7 @@ pub(super) async fn drain(
         "shutting down: finishing requests in flight"
     );
     let unsubscribed = tokio::time::timeout(SHUTDOWN_STEP, requests.unsubscribe()).await;
-    if !matches!(unsubscribed, Ok(Ok(()))) {
+    if !matches!(unsubscribed, Ok(true)) {
         tracing::warn!(callout, "cannot unsubscribe (NATS unreachable?)");
     }
     let drained = tokio::time::timeout(SHUTDOWN_STEP, async {

@@ -1,0 +1,223 @@
+//! The service's live status, for `/readyz` and the state half of
+//! `/metrics`: each callout's connection and its current registry (a
+//! reload swaps it), read at the moment they are asked.
+
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+use async_nats::Client;
+use async_nats::connection::State;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::Registry;
+
+/// What is serving now. Empty until every callout is connected and
+/// subscribed.
+#[derive(Debug, Default)]
+pub struct Status {
+    callouts: RwLock<Vec<LiveCallout>>,
+}
+
+/// One callout being served.
+struct LiveCallout {
+    label: Arc<str>,
+    client: Client,
+    registry: Arc<ArcSwap<Registry>>,
+}
+
+impl std::fmt::Debug for LiveCallout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCallout")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Status {
+    /// Records a callout as served, from now until the process ends.
+    pub(crate) fn serving(
+        &self,
+        label: Arc<str>,
+        client: Client,
+        registry: Arc<ArcSwap<Registry>>,
+    ) {
+        if let Ok(mut callouts) = self.callouts.write() {
+            callouts.push(LiveCallout {
+                label,
+                client,
+                registry,
+            });
+        }
+    }
+
+    /// Ready when serving, every connection is up and every tenant's policy
+    /// loaded; else why not.
+    pub fn ready(&self) -> Result<(), String> {
+        let Ok(callouts) = self.callouts.read() else {
+            return Err("status unavailable".into());
+        };
+        if callouts.is_empty() {
+            return Err("not serving yet (loading policies or connecting)".into());
+        }
+        let mut not_ready = Vec::new();
+        for callout in callouts.iter() {
+            if callout.client.connection_state() != State::Connected {
+                not_ready.push(format!("callout {}: not connected to NATS", callout.label));
+            }
+            for (tenant, binding) in callout.registry.load().tenants() {
+                if binding.decider().is_none() {
+                    not_ready.push(format!("tenant {tenant}: its policy did not load"));
+                }
+            }
+        }
+        if not_ready.is_empty() {
+            Ok(())
+        } else {
+            Err(not_ready.join("; "))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CalloutLabel {
+    callout: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    callout: Arc<str>,
+    tenant: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    callout: Arc<str>,
+    tenant: String,
+    policy: String,
+    sha256: String,
+    /// Whether its compiled snapshot came from the cache.
+    from_cache: bool,
+}
+
+impl Collector for Status {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(callouts) = self.callouts.read() else {
+            return Ok(());
+        };
+        let mut connected = encoder.encode_descriptor(
+            "nats_connected",
+            "Whether the callout's NATS connection is up (1) or not (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for callout in callouts.iter() {
+            let up = callout.client.connection_state() == State::Connected;
+            ConstGauge::new(i64::from(up)).encode(connected.encode_family(&CalloutLabel {
+                callout: callout.label.clone(),
+            })?)?;
+        }
+        // Every tenant's binding, read once for every family below.
+        let bindings: Vec<_> = callouts
+            .iter()
+            .flat_map(|callout| {
+                let registry = callout.registry.load_full();
+                let tenants: Vec<_> = registry
+                    .tenants()
+                    .map(|(tenant, binding)| (tenant.to_string(), binding))
+                    .collect();
+                tenants
+                    .into_iter()
+                    .map(|(tenant, binding)| (callout.label.clone(), tenant, binding))
+            })
+            .collect();
+        let mut available = encoder.encode_descriptor(
+            "tenant_available",
+            "Whether the tenant's policy is loaded (1) or its requests are denied (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (callout, tenant, binding) in &bindings {
+            let labels = TenantLabels {
+                callout: callout.clone(),
+                tenant: tenant.clone(),
+            };
+            ConstGauge::new(i64::from(binding.decider().is_some()))
+                .encode(available.encode_family(&labels)?)?;
+        }
+        let loaded: Vec<_> = bindings
+            .iter()
+            .filter_map(|(callout, tenant, binding)| {
+                Some((callout, tenant, binding.decider()?.policy()))
+            })
+            .collect();
+        // An info metric the Prometheus way: a gauge of 1 whose labels are
+        // the information.
+        let mut info = encoder.encode_descriptor(
+            "policy_info",
+            "The policy each tenant runs: its name and SHA-256",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (callout, tenant, policy) in &loaded {
+            let labels = PolicyLabels {
+                callout: (*callout).clone(),
+                tenant: (*tenant).clone(),
+                policy: policy.name().to_string(),
+                sha256: policy.digest().to_string(),
+                from_cache: policy.loaded_from_cache(),
+            };
+            ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+        }
+        let mut load_time = encoder.encode_descriptor(
+            "policy_load_seconds",
+            "How long the tenant's policy took to load",
+            None,
+            MetricType::Gauge,
+        )?;
+        let tenant_labels = |callout: &Arc<str>, tenant: &String| TenantLabels {
+            callout: callout.clone(),
+            tenant: tenant.clone(),
+        };
+        for (callout, tenant, policy) in &loaded {
+            ConstGauge::new(policy.load_time().as_secs_f64())
+                .encode(load_time.encode_family(&tenant_labels(callout, tenant))?)?;
+        }
+        let pools: Vec<_> = loaded
+            .iter()
+            .map(|(callout, tenant, policy)| (tenant_labels(callout, tenant), policy.pool()))
+            .collect();
+        let mut started = encoder.encode_descriptor(
+            "instances_started",
+            "Policy instances started for a call",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, pool) in &pools {
+            ConstCounter::new(pool.started).encode(started.encode_family(labels)?)?;
+        }
+        let mut reused = encoder.encode_descriptor(
+            "instances_reused",
+            "Calls served by an idle instance (calls_per_instance above 1)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, pool) in &pools {
+            ConstCounter::new(pool.reused).encode(reused.encode_family(labels)?)?;
+        }
+        let mut idle = encoder.encode_descriptor(
+            "instances_idle",
+            "Initialized instances kept idle for reuse",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (labels, pool) in &pools {
+            ConstGauge::new(i64::try_from(pool.idle).unwrap_or(i64::MAX))
+                .encode(idle.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
