@@ -35,6 +35,8 @@ pub struct Metrics {
     in_flight: Family<CalloutLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
     last_reload_successful: Gauge,
+    shadow: Family<ShadowLabels, Counter>,
+    audit_dropped: Counter,
 }
 
 /// How long each phase of one request took. Phases not reached stay zero
@@ -112,6 +114,13 @@ struct CalloutLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    tenant: Arc<str>,
+    /// `agree`, `decision`, `account`, `grant` or `skipped`.
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     /// `applied` or `failed`.
     result: &'static str,
@@ -147,6 +156,8 @@ impl Metrics {
             in_flight: Family::default(),
             reloads: Family::default(),
             last_reload_successful: Gauge::default(),
+            shadow: Family::default(),
+            audit_dropped: Counter::default(),
         };
         let registry = metrics
             .registry
@@ -211,6 +222,16 @@ impl Metrics {
             metrics.last_reload_successful.clone(),
         );
         metrics.last_reload_successful.set(1);
+        registry.register(
+            "shadow_comparisons",
+            "Shadow policy verdicts by result: agree; decision, account or grant (disagreements); skipped (no shadow slot free)",
+            metrics.shadow.clone(),
+        );
+        registry.register(
+            "audit_events_dropped",
+            "Audit events dropped because their queue was full (NATS or the file slower than decisions)",
+            metrics.audit_dropped.clone(),
+        );
         metrics
     }
 
@@ -224,11 +245,7 @@ impl Metrics {
     /// Counts one decision of `callout` and observes its phases.
     pub fn decision(&self, callout: &Arc<str>, record: &DecisionRecord, phases: &Phases) {
         let class = record.deny.as_ref().map(|deny| deny.class());
-        let decision = match (record.allowed(), record.silent) {
-            (true, _) => "allow",
-            (false, false) => "deny",
-            (false, true) => "deny_silent",
-        };
+        let decision = record.decision();
         let (reason_class, reason_kind) = class.unwrap_or(("-", "-"));
         self.decisions
             .get_or_create(&DecisionLabels {
@@ -312,6 +329,21 @@ impl Metrics {
         self.last_reload_successful.set(i64::from(applied));
     }
 
+    /// Counts a shadow comparison of `tenant` by its result.
+    pub fn shadow(&self, tenant: &Arc<str>, result: &'static str) {
+        self.shadow
+            .get_or_create(&ShadowLabels {
+                tenant: tenant.clone(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts an audit event dropped because its queue was full.
+    pub fn audit_dropped(&self) {
+        self.audit_dropped.inc();
+    }
+
     /// The gauges a callout's registry moves as requests wait and run.
     pub fn callout_gauges(&self, callout: &Arc<str>) -> CalloutGauges {
         let labels = CalloutLabels {
@@ -386,7 +418,13 @@ mod tests {
     use crate::protocol::claims::AuthorizationRequest;
 
     fn record(verdict: &Verdict, silent: bool) -> DecisionRecord {
-        DecisionRecord::new(&AuthorizationRequest::default(), "acme", verdict, silent, 420)
+        DecisionRecord::new(
+            &AuthorizationRequest::default(),
+            "acme",
+            verdict,
+            silent,
+            420,
+        )
     }
 
     #[test]
@@ -422,6 +460,8 @@ mod tests {
         assert!(!text.contains(r#"phase="wait""#), "{text}");
         let openmetrics = metrics.encode(true);
         assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
-        assert!(openmetrics.contains("# UNIT nats_callout_request_duration_microseconds microseconds"));
+        assert!(
+            openmetrics.contains("# UNIT nats_callout_request_duration_microseconds microseconds")
+        );
     }
 }

@@ -222,9 +222,14 @@ async fn scrape_until(
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let scrape = scrape(port).await;
-        if done(&scrape) || Instant::now() > deadline {
+        if done(&scrape) {
             return scrape;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics never showed it: {:?}",
+            scrape.samples
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -395,7 +400,7 @@ async fn a_policy_that_fails_its_golden_kit_does_not_start() {
         super::harness::Callout::spawn_prepared("nats://127.0.0.1:1", &keys, &spec, |dir| {
             write_golden_kit(dir, "unknown-token")
         });
-    assert_ne!(callout.wait_exit(Duration::from_secs(60)), Some(0));
+    assert_eq!(callout.wait_exit(Duration::from_secs(60)), Some(1));
     let log = callout.log();
     assert!(
         log.contains("golden kit")
@@ -403,4 +408,133 @@ async fn a_policy_that_fails_its_golden_kit_does_not_start() {
             && log.contains("token.json"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_policy_is_compared_and_the_audit_carries_no_secret() {
+    let port = free_port();
+    // The candidate (the hostile test policy) admits every client into
+    // OTHER with full permissions: it disagrees with token-table on each
+    // client below, each time in another way.
+    let extra = format!(
+        r#"
+[policy.shadow]
+wasm = "{shadow}"
+settings = {{ account = "OTHER" }}
+
+[policy.audit]
+subject = "callout.audit"
+file = "audit.jsonl"
+
+[metrics]
+listen = "127.0.0.1:{port}"
+"#,
+        shadow = policy_wasm("hostile-policy").display()
+    );
+    let spec = CalloutSpec {
+        policy: "token-table",
+        settings_toml: TOKEN_TABLE_SETTINGS,
+        accounts: &["APP", "OTHER"],
+        extra_toml: &extra,
+        ..CalloutSpec::hostile("", "")
+    };
+    let (server, callout) = stack(ServerXkey::None, 2, &spec);
+    callout.wait_for_log("shadow policy loaded", Duration::from_secs(5));
+    let auditor = connect(
+        &server.url(),
+        ConnectOptions::with_user_and_password("auth".into(), "pwd".into()),
+    )
+    .await
+    .expect("the auth user connects");
+    let mut events = auditor.subscribe("callout.audit").await.expect("subscribe");
+    auditor.flush().await.expect("flush");
+
+    // Clients see the enforcing policy's decisions only.
+    let client = connect(&server.url(), ConnectOptions::with_token("s3cr3t".into()))
+        .await
+        .expect("the token is admitted");
+    super::assert_token_grant(&super::user_info(&client).await);
+    assert_authorization_violation(
+        connect(&server.url(), ConnectOptions::with_token("guess".into())).await,
+    );
+    super::assert_alice_is_admitted(&server).await;
+
+    let scrape = scrape_until(port, |s| {
+        sum(s, "nats_callout_shadow_comparisons_total", &[]) >= 3.0
+    })
+    .await;
+    for differs_in in ["decision", "account", "grant"] {
+        assert_eq!(
+            sum(
+                &scrape,
+                "nats_callout_shadow_comparisons_total",
+                &[("tenant", "default"), ("result", differs_in)]
+            ),
+            1.0,
+            "one disagreement in {differs_in}"
+        );
+    }
+    let log = callout.log();
+    assert_eq!(log.matches("shadow policy disagrees").count(), 3, "{log}");
+    assert!(
+        log.contains(r#"differs_in="account" enforcing="allow APP" shadow="allow OTHER""#),
+        "{log}"
+    );
+
+    let sha256 = format!(
+        "{:x}",
+        Sha256::digest(std::fs::read(policy_wasm("token-table")).expect("the policy"))
+    );
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        let event = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures::StreamExt::next(&mut events),
+        )
+        .await
+        .expect("an audit event within 5 s")
+        .expect("the subscription is open");
+        received.push(String::from_utf8(event.payload.to_vec()).expect("UTF-8"));
+    }
+    let parsed: Vec<Value> = received
+        .iter()
+        .map(|event| serde_json::from_str(event).expect("an event is JSON"))
+        .collect();
+    let decisions: Vec<&str> = parsed
+        .iter()
+        .map(|e| e["decision"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(decisions, ["allow", "deny", "allow"], "{received:?}");
+    assert_eq!(parsed[0]["account"], "APP");
+    assert_eq!(parsed[1]["reason_class"], "policy");
+    assert_eq!(parsed[2]["user"], "alice");
+    for event in &parsed {
+        assert_eq!(event["tenant"], "default");
+        assert_eq!(event["policy_sha256"], sha256.as_str());
+        assert!(event["client_id"].as_u64().is_some(), "{event}");
+        assert!(event["latency_micros"].as_u64().is_some(), "{event}");
+        assert!(
+            event["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{event}"
+        );
+    }
+    // The file gets the same events (flushed once the queue is empty).
+    let file = callout.dir().join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let written = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.lines().count() >= 3 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(written.lines().count(), 3, "{written}");
+    for secret in ["s3cr3t", "guess", "wonderland"] {
+        assert!(!written.contains(secret), "{secret} in the audit file");
+        assert!(
+            received.iter().all(|e| !e.contains(secret)),
+            "{secret} in an event"
+        );
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
 }

@@ -102,6 +102,10 @@ pub struct DecisionRecord {
     pub client_host: Option<String>,
     /// The user name the client sent, else its connection name.
     pub user: Option<String>,
+    /// The user name the client sent.
+    pub user_name: Option<String>,
+    /// The client's connection name.
+    pub client_name: Option<String>,
     /// The account the user was placed into, when allowed.
     pub account: Option<String>,
     /// Why it was denied, when denied.
@@ -135,6 +139,8 @@ impl DecisionRecord {
             client_id: request.client_info.id,
             client_host: shown(&request.client_info.host),
             user: shown(&request.connect_opts.user).or_else(|| shown(&request.connect_opts.name)),
+            user_name: shown(&request.connect_opts.user),
+            client_name: shown(&request.connect_opts.name),
             account,
             deny,
             note,
@@ -147,12 +153,21 @@ impl DecisionRecord {
         self.account.is_some()
     }
 
-    /// Writes the one log line of this decision.
-    pub fn log(&self) {
-        let decision = match (self.allowed(), self.silent) {
+    /// `allow`, `deny` or `deny_silent`.
+    pub fn decision(&self) -> &'static str {
+        match (self.allowed(), self.silent) {
             (true, _) => "allow",
             (false, false) => "deny",
-            (false, true) => "deny-silent",
+            (false, true) => "deny_silent",
+        }
+    }
+
+    /// Writes the one log line of this decision.
+    pub fn log(&self) {
+        let decision = match self.decision() {
+            // As decision lines have always shown it.
+            "deny_silent" => "deny-silent",
+            other => other,
         };
         let reason = match &self.deny {
             Some(deny) => Some(deny.text()),

@@ -10,5 +10,5 @@ pub(crate) mod rules;
 
 pub use ceiling::Ceiling;
 pub use decide::Decider;
-pub use decision::{DECISION_LOG, DecisionRecord, DenyReason, Verdict};
+pub use decision::{DECISION_LOG, DecisionRecord, DenyReason, NAME_BYTES, Verdict};
 pub use rules::{Accounts, CheckedGrant, GrantRules, RuleRefusal};

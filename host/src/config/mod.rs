@@ -175,6 +175,35 @@ pub struct NatsConfig {
     pub micro: bool,
 }
 
+/// `[policy.shadow]`: a candidate policy that sees the same requests as the
+/// enforcing one (all, or a sample) and is held to the same rules, but whose
+/// verdicts are only compared.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    pub wasm: PathBuf,
+    /// Its settings; the enforcing policy's when left out.
+    pub settings: Option<toml::Table>,
+    /// The fraction of requests it sees, in (0, 1].
+    #[serde(default = "default_sample")]
+    pub sample: f64,
+    /// Its deadline and memory cap; the enforcing policy's when left out.
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// `[policy.audit]`: every decision as a JSON line, published to a NATS
+/// subject, written to a file, or both. Never holds a credential.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Published on the connection that answered the request (in its auth
+    /// account), so a JetStream stream can keep the events.
+    pub subject: Option<String>,
+    /// Appended to, one JSON object per line.
+    pub file: Option<PathBuf>,
+}
+
 /// `[metrics]`: the HTTP listener for Prometheus and health checks.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,6 +292,13 @@ pub struct PolicyConfig {
     /// start, and at every reload before it replaces the running one.
     #[serde(default)]
     pub golden_kit: Option<PathBuf>,
+    /// A candidate policy run beside this one on live traffic, never
+    /// deciding: its disagreements are counted and logged.
+    #[serde(default)]
+    pub shadow: Option<ShadowConfig>,
+    /// Where every decision of this policy is recorded as a JSON event.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
     /// The most the policy may ever grant.
     #[serde(default)]
     pub ceiling: CeilingConfig,
@@ -366,6 +402,10 @@ pub struct ServiceConfig {
     /// every second), as on SIGHUP.
     #[serde(default = "default_true")]
     pub watch: bool,
+    /// Shadow policy calls running at once, all tenants together; a request
+    /// that finds none free is not shadowed (counted as skipped).
+    #[serde(default = "default_shadow_in_flight")]
+    pub shadow_in_flight: usize,
 }
 
 impl Default for ServiceConfig {
@@ -376,10 +416,17 @@ impl Default for ServiceConfig {
             worker_threads: None,
             strict_start: false,
             watch: true,
+            shadow_in_flight: default_shadow_in_flight(),
         }
     }
 }
 
+fn default_shadow_in_flight() -> usize {
+    2
+}
+fn default_sample() -> f64 {
+    1.0
+}
 fn default_true() -> bool {
     true
 }
@@ -424,7 +471,7 @@ impl Config {
         })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: parse_message(&text, &e),
         })?;
         config
             .gather_tenants()
@@ -484,6 +531,12 @@ impl Config {
             resolve(&mut policy.wasm);
             if let Some(kit) = policy.golden_kit.as_mut() {
                 resolve(kit);
+            }
+            if let Some(shadow) = policy.shadow.as_mut() {
+                resolve(&mut shadow.wasm);
+            }
+            if let Some(file) = policy.audit.as_mut().and_then(|a| a.file.as_mut()) {
+                resolve(file);
             }
             if let Some(dir) = policy
                 .cache_dir
@@ -699,7 +752,59 @@ impl PolicyConfig {
                 policy.default_lifetime_secs, policy.max_lifetime_secs
             ));
         }
+        if let Some(shadow) = &policy.shadow {
+            if !(shadow.sample > 0.0 && shadow.sample <= 1.0) {
+                return Err(format!(
+                    "[policy.shadow] sample = {} is outside (0, 1]: the fraction of requests the candidate sees",
+                    shadow.sample
+                ));
+            }
+            if shadow.timeout_ms.is_some_and(|ms| ms == 0 || ms > 10_000) {
+                return Err("[policy.shadow] timeout_ms is outside 1..=10000".into());
+            }
+            if shadow.memory_mb.is_some_and(|mb| mb == 0 || mb > 4096) {
+                return Err("[policy.shadow] memory_mb is outside 1..=4096".into());
+            }
+        }
+        if let Some(audit) = &policy.audit {
+            match &audit.subject {
+                Some(subject) if !is_subject(subject) || subject.contains(['*', '>']) => {
+                    return Err(format!(
+                        "[policy.audit] subject {subject:?} is not a subject to publish on"
+                    ));
+                }
+                None if audit.file.is_none() => {
+                    return Err(
+                        "[policy.audit] needs a subject, a file or both: where the events go"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
+        }
         Ok(())
+    }
+
+    /// The shadow policy to load, if any: its component, its settings (or
+    /// this policy's), its limits (or this policy's).
+    pub fn shadow_source(&self, service: &ServiceConfig) -> Option<PolicySource> {
+        let shadow = self.shadow.as_ref()?;
+        let mut limits = self.limits(service);
+        if let Some(ms) = shadow.timeout_ms {
+            limits.timeout = Duration::from_millis(ms);
+        }
+        if let Some(mb) = shadow.memory_mb {
+            limits.memory_bytes = usize::try_from(mb << 20).unwrap_or(usize::MAX);
+        }
+        // A candidate's calls are few and must not hold instances idle.
+        limits.calls_per_instance = 1;
+        limits.max_idle_instances = 0;
+        let settings = shadow.settings.as_ref().unwrap_or(&self.settings);
+        Some(PolicySource {
+            wasm: shadow.wasm.clone(),
+            settings_json: serde_json::to_string(settings).unwrap_or_else(|_| "{}".into()),
+            limits,
+        })
     }
 }
 
@@ -711,6 +816,12 @@ impl Config {
                 self.service.max_in_flight
             ));
         }
+        if !(1..=64).contains(&self.service.shadow_in_flight) {
+            return Err(format!(
+                "[service] shadow_in_flight = {} is outside 1..=64",
+                self.service.shadow_in_flight
+            ));
+        }
         if let Some(workers) = self.service.worker_threads
             && !(1..=1024).contains(&workers)
         {
@@ -720,6 +831,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A TOML error as `line L, column C: message`, without the lines of the
+/// file the parser quotes: a typo beside a password or a token table would
+/// otherwise put the secret in the log.
+fn parse_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return message.to_string();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 /// The name of the one tenant of a single-policy configuration.
@@ -818,6 +948,20 @@ tokens = { s3cr3t = { account = "APP" } }
 "#;
 
     /// `GOOD` with more lines in its `[policy]` table.
+    #[test]
+    fn a_syntax_error_names_its_place_but_quotes_no_line_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = GOOD.replace(
+            "user = \"auth\"",
+            "user = \"auth\"\npassword = \"hunter2\" oops",
+        );
+        let error = Config::load(&write(dir.path(), &broken))
+            .expect_err("a syntax error")
+            .to_string();
+        assert!(error.contains("line 5, column"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
     fn with_policy_lines(lines: &str) -> String {
         GOOD.replace(
             "accounts = [\"APP\"]",

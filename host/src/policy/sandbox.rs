@@ -155,7 +155,7 @@ impl Sandbox {
                     .map_err(|compact| {
                         wasmtime::format_err!(
                             "cannot reserve virtual address space for {memories} policy memories of up to {} MiB \
-                             ({slots} instance slots: [service] max_in_flight + [policy] max_idle_instances + 4): {compact:#}; \
+                             ({slots} instance slots: [service] max_in_flight and shadow_in_flight, twice the policies' max_idle_instances (for reloads), and 4): {compact:#}; \
                              lower those or [policy] memory_mb, or raise the address-space limit (ulimit -v)",
                             limits.max_memory_bytes >> 20
                         )

@@ -14,6 +14,7 @@ use super::xkey::{SealError, SealedBoxes};
 use crate::untrusted::{Quoted, reason_text};
 
 /// A request that passed every check.
+#[derive(Debug, Clone)]
 pub struct VerifiedRequest {
     pub claims: Claims<AuthorizationRequest>,
     /// The server's curve key when the request was sealed; the response is
@@ -284,8 +285,7 @@ mod tests {
     ) -> String {
         service
             .open(encrypted, payload, header)
-            .err()
-            .expect("the request is refused")
+            .expect_err("the request is refused")
             .to_string()
     }
 

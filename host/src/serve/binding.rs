@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use super::audit::AuditTarget;
+use super::shadow::Shadow;
 use crate::authz::{Decider, DenyReason, RuleRefusal, Verdict};
 use crate::config::DenyMode;
 use crate::metrics::Phases;
@@ -20,6 +22,10 @@ pub struct Binding {
     /// are then denied with that reason).
     decider: Result<Decider, Arc<str>>,
     deny_mode: DenyMode,
+    /// A candidate policy judging the same requests, never deciding.
+    shadow: Option<Shadow>,
+    /// Where each decision is recorded, if anywhere.
+    audit: Option<Arc<AuditTarget>>,
 }
 
 impl Binding {
@@ -35,7 +41,31 @@ impl Binding {
             placement,
             decider: Ok(decider),
             deny_mode,
+            shadow: None,
+            audit: None,
         }
+    }
+
+    /// The same, with `shadow` judging its requests beside its policy.
+    pub fn with_shadow(mut self, shadow: Shadow) -> Binding {
+        self.shadow = Some(shadow);
+        self
+    }
+
+    /// The same, recording each decision to `audit`.
+    pub fn with_audit(mut self, audit: Arc<AuditTarget>) -> Binding {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Its shadow policy, if any.
+    pub fn shadow(&self) -> Option<&Shadow> {
+        self.shadow.as_ref()
+    }
+
+    /// Where its decisions are recorded, if anywhere.
+    pub fn audit(&self) -> Option<&Arc<AuditTarget>> {
+        self.audit.as_ref()
     }
 
     /// A binding whose policy did not load, for `why`: it denies every
@@ -51,6 +81,8 @@ impl Binding {
             placement,
             decider: Err(reason_text(&why).into()),
             deny_mode,
+            shadow: None,
+            audit: None,
         }
     }
 

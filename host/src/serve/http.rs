@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use http_body_util::Full;
@@ -15,11 +16,19 @@ use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::status::Status;
 use crate::metrics::Metrics;
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection may stay open, requests included.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -35,6 +44,7 @@ pub(crate) async fn listen(
         .await
         .with_context(|| format!("[metrics] listen {address}: cannot listen"))?;
     tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
@@ -42,9 +52,14 @@ pub(crate) async fn listen(
                 Err(error) => {
                     // Out of file descriptors, most likely: try again shortly.
                     tracing::warn!(%error, "cannot accept a metrics connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+            };
+            // Past the cap, a connection is closed at once: scrapers and
+            // probes are few, and the descriptors are NATS's too.
+            let Ok(connection) = connections.clone().try_acquire_owned() else {
+                continue;
             };
             let (metrics, status) = (metrics.clone(), status.clone());
             tokio::spawn(async move {
@@ -52,10 +67,14 @@ pub(crate) async fn listen(
                     let answer = respond(&request, &metrics, &status);
                     async move { Ok::<_, Infallible>(answer) }
                 });
-                // A client that goes away mid-request is no concern of ours.
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                // A client that goes away mid-request, or idles past the
+                // deadline, is no concern of ours.
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, served).await;
+                drop(connection);
             });
         }
     });

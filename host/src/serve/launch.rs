@@ -14,8 +14,8 @@ use anyhow::bail;
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
-use super::reload::Reloader;
-use super::{Binding, Observers, Registry, RegistryCell};
+use super::reload::{Reloader, Triggers};
+use super::{Binding, Observers, Registry, RegistryCell, Shadow};
 use crate::author::kit;
 use crate::authz::Decider;
 use crate::config::{Config, TenantConfig};
@@ -33,7 +33,8 @@ pub async fn launch(
     config: &Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let observers = Observers::default();
+    let triggers = Triggers::listen(path, config);
+    let observers = Observers::start();
     if let Some(address) = config.metrics.listen {
         super::http::listen(address, observers.metrics.clone(), observers.status.clone()).await?;
         observers
@@ -48,6 +49,7 @@ pub async fn launch(
         sandbox,
         sandbox_limits,
         in_flight: Arc::new(Semaphore::new(service.max_in_flight.max(1))),
+        shadow_slots: Arc::new(Semaphore::new(service.shadow_in_flight.max(1))),
         observers: observers.clone(),
     };
     let registries = parts.build(config, Start::First).await?;
@@ -62,23 +64,36 @@ pub async fn launch(
         .into_iter()
         .zip(cells.iter().cloned())
         .collect();
-    let reloader = Reloader::new(path, config.clone(), parts, cells);
-    let stop = tokio::sync::watch::Sender::new(false);
-    let reloading = tokio::spawn(reloader.run(stop.subscribe()));
+    let reloader = Reloader::new(path, config.clone(), parts, cells, triggers);
+    let reloading = tokio::spawn(reloader.run());
     let ended = super::run(service, served, &observers, shutdown).await;
-    stop.send_replace(true);
-    let _ = reloading.await;
+    // Nothing is swapped until a reload has built everything: stopping one
+    // half-way changes nothing, and shutdown does not wait for it.
+    reloading.abort();
     ended
 }
 
-/// The sandbox's size for every tenant of `config`.
+/// The sandbox's size for every tenant of `config` and their shadows.
 pub(super) fn sandbox_limits(config: &Config) -> SandboxLimits {
+    let service = &config.service;
     let limits: Vec<PolicyLimits> = config
         .tenants
         .iter()
-        .map(|tenant| tenant.policy.limits(&config.service))
+        .flat_map(|tenant| {
+            let shadow = tenant.policy.shadow_source(service);
+            std::iter::once(tenant.policy.limits(service)).chain(shadow.map(|source| source.limits))
+        })
         .collect();
-    SandboxLimits::for_policies(config.service.max_in_flight, limits.iter())
+    let mut sandbox = SandboxLimits::for_policies(
+        service
+            .max_in_flight
+            .saturating_add(service.shadow_in_flight),
+        limits.iter(),
+    );
+    // During a reload, the new policies' idle instances fill up while the
+    // old ones still hold theirs.
+    sandbox.max_idle_instances = sandbox.max_idle_instances.saturating_mul(2);
+    sandbox
 }
 
 /// Whether registries are built at start or for a reload.
@@ -98,6 +113,8 @@ pub(super) struct Parts {
     pub(super) sandbox: Arc<Sandbox>,
     pub(super) sandbox_limits: SandboxLimits,
     pub(super) in_flight: Arc<Semaphore>,
+    /// Shadow calls running at once, all tenants together.
+    pub(super) shadow_slots: Arc<Semaphore>,
     pub(super) observers: Observers,
 }
 
@@ -167,7 +184,16 @@ impl Parts {
         let (issuer, placement) = (issuer.clone(), placement.clone());
         let policy = &tenant.policy;
         match self.load_decider(config, tenant).await {
-            Ok(decider) => Ok(Binding::new(issuer, placement, decider, policy.deny)),
+            Ok(decider) => {
+                let mut binding = Binding::new(issuer, placement, decider, policy.deny);
+                if let Some(shadow) = self.load_shadow(config, tenant, start).await? {
+                    binding = binding.with_shadow(shadow);
+                }
+                if let Some(audit) = &policy.audit {
+                    binding = binding.with_audit(Arc::new(audit.into()));
+                }
+                Ok(binding)
+            }
             Err(error)
                 if start == Start::First
                     && !config.single_policy()
@@ -225,6 +251,60 @@ impl Parts {
             "policy loaded"
         );
         Ok(decider)
+    }
+}
+
+impl Parts {
+    /// The tenant's shadow policy, if it has one. One that fails to load
+    /// fails a reload; at start it is logged and the tenant is served
+    /// without it (a candidate must never cost sign-ins).
+    async fn load_shadow(
+        &self,
+        config: &Config,
+        tenant: &TenantConfig,
+        start: Start,
+    ) -> anyhow::Result<Option<Shadow>> {
+        let (Some(source), Some(shadow)) = (
+            tenant.policy.shadow_source(&config.service),
+            &tenant.policy.shadow,
+        ) else {
+            return Ok(None);
+        };
+        let loaded = Decider::load(
+            &self.sandbox,
+            &source,
+            tenant.policy.grant_rules(),
+            tenant.policy.cache().as_ref(),
+        )
+        .await;
+        match loaded {
+            Ok(decider) => {
+                tracing::info!(
+                    tenant = %tenant.name,
+                    shadow = decider.policy().name(),
+                    sha256 = decider.policy().digest(),
+                    sample = shadow.sample,
+                    "shadow policy loaded: it sees live requests and never decides"
+                );
+                Ok(Some(Shadow::new(
+                    &tenant.name,
+                    decider,
+                    shadow.sample,
+                    self.shadow_slots.clone(),
+                    self.observers.metrics.clone(),
+                )))
+            }
+            Err(error) if start == Start::First => {
+                tracing::error!(
+                    tenant = %tenant.name,
+                    error = reason_text(&error),
+                    "the shadow policy did not load: the tenant is served without it"
+                );
+                Ok(None)
+            }
+            Err(error) => Err(anyhow::Error::from(error)
+                .context(format!("tenant {}: [policy.shadow]", tenant.name))),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! answers up to `max_in_flight` at once through the callout's
 //! [`Registry`], and drains on shutdown.
 
+mod audit;
 mod binding;
 mod http;
 mod launch;
@@ -10,6 +11,7 @@ mod nats;
 mod registry;
 mod reload;
 mod route;
+mod shadow;
 mod shutdown;
 mod status;
 
@@ -23,10 +25,12 @@ use async_nats::Client;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+pub use audit::{AuditTarget, Auditor};
 pub use binding::Binding;
 pub use launch::launch;
 pub use nats::{AUTH_SUBJECT, MICRO_SERVICE, XKEY_HEADER};
 pub use registry::{Handled, Registry};
+pub use shadow::Shadow;
 pub use shutdown::shutdown_signal;
 pub use status::Status;
 
@@ -40,11 +44,25 @@ use nats::{Incoming, MicroCounts, Requests};
 /// answered by the registry current when it arrived.
 pub type RegistryCell = Arc<ArcSwap<Registry>>;
 
-/// What every callout's serving shares: the metrics and the live status.
-#[derive(Clone, Default)]
+/// What every callout's serving shares: the metrics, the live status and
+/// the decision audit.
+#[derive(Clone)]
 pub struct Observers {
     pub metrics: Arc<Metrics>,
     pub status: Arc<Status>,
+    pub audit: Arc<Auditor>,
+}
+
+impl Observers {
+    /// Starts the audit's writers (on the current runtime).
+    pub fn start() -> Observers {
+        let metrics = Arc::new(Metrics::new());
+        Observers {
+            audit: Arc::new(Auditor::start(metrics.clone())),
+            metrics,
+            status: Arc::default(),
+        }
+    }
 }
 
 /// Serves every callout's requests until `shutdown` completes, then stops
@@ -81,7 +99,7 @@ pub async fn run(
     let serving = futures::future::join_all(
         subscribed
             .into_iter()
-            .map(|subscribed| serve_callout(service, subscribed, &observers.metrics, &stop)),
+            .map(|subscribed| serve_callout(service, subscribed, observers, &stop)),
     );
     tokio::pin!(serving, shutdown);
     let ended = tokio::select! {
@@ -109,7 +127,7 @@ struct Subscribed<'a> {
 async fn serve_callout(
     service: &ServiceConfig,
     subscribed: Subscribed<'_>,
-    metrics: &Arc<Metrics>,
+    observers: &Observers,
     stop: &watch::Sender<bool>,
 ) -> anyhow::Result<()> {
     let Subscribed {
@@ -123,7 +141,8 @@ async fn serve_callout(
     let answering = Answering {
         callout: label.clone(),
         client: client.clone(),
-        metrics: metrics.clone(),
+        metrics: observers.metrics.clone(),
+        audit: observers.audit.clone(),
         counts,
     };
     for (tenant, binding) in registry.load().tenants() {
@@ -177,6 +196,7 @@ async fn serve_callout(
                 .answer(registry.load_full(), message, permit),
         );
     };
+    observers.status.shutting_down();
     shutdown::drain(&label, &client, requests, tasks).await;
     ended
 }
@@ -187,6 +207,7 @@ struct Answering {
     callout: Arc<str>,
     client: Client,
     metrics: Arc<Metrics>,
+    audit: Arc<Auditor>,
     counts: Arc<MicroCounts>,
 }
 
@@ -217,6 +238,7 @@ impl Answering {
             reply,
             record,
             phases,
+            binding,
         } = match handled {
             Ok(handled) => handled,
             Err(reason) => return self.dropped(&reason),
@@ -229,6 +251,11 @@ impl Answering {
             (false, true) => &self.counts.denied_silently,
         };
         count.fetch_add(1, Ordering::Relaxed);
+        if let Some(target) = binding.audit() {
+            let sha256 = binding.decider().map_or("-", |d| d.policy().digest());
+            self.audit
+                .record(&self.client, target, &self.callout, sha256, &record);
+        }
         if let Some(payload) = reply
             && let Err(error) = incoming.respond(&self.client, payload).await
         {

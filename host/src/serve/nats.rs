@@ -171,6 +171,13 @@ pub(crate) async fn subscribe(
             .map_err(|e| anyhow::anyhow!("cannot subscribe to {AUTH_SUBJECT}: {e}"))?;
         Requests::Micro(Box::new(Micro { service, endpoint }))
     } else if queue_group.is_empty() {
+        if callout.nats.micro {
+            tracing::warn!(
+                callout = callout.label(),
+                "{} queue_group is empty: the NATS services API ($SRV) is not answered (its endpoints are queue subscriptions)",
+                callout.table("nats")
+            );
+        }
         Requests::Plain(
             client
                 .subscribe(AUTH_SUBJECT)

@@ -53,11 +53,13 @@ struct Tenant<B> {
 const LINE_PER_SLOT: usize = 8;
 
 /// A request answered: the response to publish (none for a silent deny),
-/// the record of the decision and how long each phase took.
+/// the record of the decision, how long each phase took, and the binding
+/// that answered (its policy, its audit).
 pub struct Handled {
     pub reply: Option<Vec<u8>>,
     pub record: DecisionRecord,
     pub phases: Phases,
+    pub binding: Arc<Binding>,
 }
 
 impl<B> Registry<B> {
@@ -223,7 +225,11 @@ impl Registry<Binding> {
                 return Err(DropReason::Expired(late));
             }
             let _running = self.gauges.in_flight();
-            binding.decide(&request, &mut phases).await
+            let verdict = binding.decide(&request, &mut phases).await;
+            if let Some(shadow) = binding.shadow() {
+                shadow.offer(&request, &verdict);
+            }
+            verdict
         } else {
             Verdict::Deny(DenyReason::NoRoute)
         };
@@ -247,6 +253,7 @@ impl Registry<Binding> {
             reply,
             record,
             phases,
+            binding,
         })
     }
 }
@@ -381,7 +388,7 @@ mod tests {
         let other = nkeys::KeyPair::new_account().public_key();
         let (payload, _) =
             server.encode(&other, server.request(ConnectOpts::default(), false), None);
-        let error = registry.open(&payload, None).err().expect("dropped");
+        let error = registry.open(&payload, None).expect_err("dropped");
         assert_eq!(error.kind(), "unknown_issuer");
         assert!(error.to_string().contains(&service.issuer), "{error}");
     }

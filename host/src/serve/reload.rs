@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::RegistryCell;
 use super::launch::{Parts, Start, prune_caches, release_freed_memory, sandbox_limits};
@@ -36,11 +36,66 @@ pub(super) struct Reloader {
     parts: Parts,
     /// One per callout, in the order of [`Config::callouts`].
     cells: Vec<RegistryCell>,
+    triggers: Triggers,
+}
+
+/// What starts a reload: SIGHUP, and changes of the watched files.
+pub(super) struct Triggers {
+    hangup: Option<Signal>,
+    /// The configuration file and the policy files of the last
+    /// configuration read (tried, if it failed: fixing a file it names is
+    /// a change).
+    watched: Vec<PathBuf>,
+    /// The watched files as last loaded (or tried).
+    seen: Fingerprint,
 }
 
 /// The files a reload reads, with their size and modification time when
 /// they could be read.
 type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
+
+impl Triggers {
+    /// Listens for SIGHUP from now on (a SIGHUP while policies load is
+    /// then a reload once they have, not the end of the process) and
+    /// fingerprints the files `config` was read from, before they are.
+    pub(super) fn listen(path: &Path, config: &Config) -> Triggers {
+        let hangup = match signal(SignalKind::hangup()) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP: reload by file changes only");
+                None
+            }
+        };
+        let watched = watched_files(path, config);
+        Triggers {
+            hangup,
+            seen: fingerprint(&watched),
+            watched,
+        }
+    }
+}
+
+/// The configuration file and every policy file it names.
+fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
+    let mut paths = vec![path.to_path_buf()];
+    for policy in config.tenants.iter().map(|tenant| &tenant.policy) {
+        paths.push(policy.wasm.clone());
+        paths.extend(policy.shadow.as_ref().map(|shadow| shadow.wasm.clone()));
+    }
+    paths
+}
+
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    paths
+        .iter()
+        .map(|path| {
+            let stamp = std::fs::metadata(path)
+                .ok()
+                .and_then(|meta| Some((meta.len(), meta.modified().ok()?)));
+            (path.clone(), stamp)
+        })
+        .collect()
+}
 
 impl Reloader {
     pub(super) fn new(
@@ -48,48 +103,41 @@ impl Reloader {
         running: Config,
         parts: Parts,
         cells: Vec<RegistryCell>,
+        triggers: Triggers,
     ) -> Reloader {
         Reloader {
             path: path.to_path_buf(),
             running,
             parts,
             cells,
+            triggers,
         }
     }
 
     /// Reloads on SIGHUP and, with `[service] watch`, when a watched file
     /// changes and has stayed unchanged for a check (so a file being written
-    /// is not read half-way), until `stop` is set.
-    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(signal) => Some(signal),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP: reload by file changes only");
-                None
-            }
-        };
+    /// is not read half-way). Runs until dropped.
+    pub(super) async fn run(mut self) {
         let mut ticker = tokio::time::interval(WATCH_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seen = self.fingerprint();
         let mut settling: Option<Fingerprint> = None;
         loop {
             tokio::select! {
-                _ = async { stop.wait_for(|stop| *stop).await.is_ok() } => return,
-                Some(()) = async { hangup.as_mut()?.recv().await } => {
+                Some(()) = async { self.triggers.hangup.as_mut()?.recv().await } => {
+                    let before = fingerprint(&self.triggers.watched);
                     self.reload("SIGHUP").await;
-                    seen = self.fingerprint();
+                    self.settle(&before);
                 }
                 _ = ticker.tick(), if self.running.service.watch => {
-                    let now = self.fingerprint();
-                    if now == seen {
+                    let now = fingerprint(&self.triggers.watched);
+                    if now == self.triggers.seen {
                         settling = None;
                     } else if settling.as_ref() == Some(&now) {
                         settling = None;
-                        self.reload("file change").await;
                         // A failed reload is not retried until a file
                         // changes again (or SIGHUP).
-                        seen = self.fingerprint();
+                        self.reload("file change").await;
+                        self.settle(&now);
                     } else {
                         settling = Some(now);
                     }
@@ -98,24 +146,18 @@ impl Reloader {
         }
     }
 
-    /// The configuration file and every tenant's policy file.
-    fn fingerprint(&self) -> Fingerprint {
-        let mut paths = vec![self.path.clone()];
-        paths.extend(
-            self.running
-                .tenants
-                .iter()
-                .map(|tenant| tenant.policy.wasm.clone()),
-        );
-        paths
+    /// After a reload that read the files as `before` showed them: those
+    /// are seen, so a change made while it ran is a change still to load;
+    /// files it newly names are seen as they are now.
+    fn settle(&mut self, before: &Fingerprint) {
+        let now = fingerprint(&self.triggers.watched);
+        self.triggers.seen = now
             .into_iter()
-            .map(|path| {
-                let stamp = std::fs::metadata(&path)
-                    .ok()
-                    .and_then(|meta| Some((meta.len(), meta.modified().ok()?)));
-                (path, stamp)
+            .map(|(path, stamp)| {
+                let earlier = before.iter().find(|(seen, _)| *seen == path);
+                (path, earlier.map_or(stamp, |(_, stamp)| *stamp))
             })
-            .collect()
+            .collect();
     }
 
     /// One reload, logged and counted.
@@ -148,6 +190,7 @@ impl Reloader {
     /// Builds everything the new configuration needs, then swaps it in.
     async fn try_reload(&mut self) -> anyhow::Result<()> {
         let config = Config::load(&self.path)?;
+        self.triggers.watched = watched_files(&self.path, &config);
         self.needs_no_restart(&config)?;
         let registries = self.parts.build(&config, Start::Reload).await?;
         for (cell, registry) in self.cells.iter().zip(registries) {

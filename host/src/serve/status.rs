@@ -1,7 +1,10 @@
 //! The service's live status, for `/readyz` and the state half of
 //! `/metrics`: each callout's connection and its current registry (a
-//! reload swaps it), read at the moment they are asked.
+//! reload swaps it), read at the moment they are asked. A callout is
+//! recorded once it is subscribed; shutting down makes the service not
+//! ready at once, before it unsubscribes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
@@ -20,6 +23,7 @@ use super::Registry;
 #[derive(Debug, Default)]
 pub struct Status {
     callouts: RwLock<Vec<LiveCallout>>,
+    shutting_down: AtomicBool,
 }
 
 /// One callout being served.
@@ -54,9 +58,17 @@ impl Status {
         }
     }
 
+    /// Records that the service is shutting down: not ready from now on.
+    pub(crate) fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
     /// Ready when serving, every connection is up and every tenant's policy
     /// loaded; else why not.
     pub fn ready(&self) -> Result<(), String> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
         let Ok(callouts) = self.callouts.read() else {
             return Err("status unavailable".into());
         };
