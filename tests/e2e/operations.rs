@@ -474,6 +474,12 @@ listen = "127.0.0.1:{port}"
             "one disagreement in {differs_in}"
         );
     }
+    // The counter moves before the line is logged: wait for the lines.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while callout.log().matches("shadow policy disagrees").count() < 3 {
+        assert!(Instant::now() < deadline, "{}", callout.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = callout.log();
     assert_eq!(log.matches("shadow policy disagrees").count(), 3, "{log}");
     assert!(
@@ -537,4 +543,87 @@ listen = "127.0.0.1:{port}"
         );
         assert!(!log.contains(secret), "{secret} in the log");
     }
+}
+
+/// `[[tenant]]` tables for `hostile` (users `…@acme`, into APP) and, with
+/// `globex`, token-table (tokens `globex_…`, into OTHER).
+fn tenant_tables(acme: bool, globex: bool) -> String {
+    let mut tables = String::new();
+    if acme {
+        tables += &format!(
+            "[[tenant]]\nname = \"acme\"\nroute = {{ user_suffix = \"@acme\" }}\n[tenant.policy]\nwasm = \"{}\"\naccounts = [\"APP\"]\n[tenant.policy.settings]\naccount = \"APP\"\n\n",
+            policy_wasm("hostile-policy").display()
+        );
+    }
+    if globex {
+        tables += &format!(
+            "[[tenant]]\nname = \"globex\"\nroute = {{ token_prefix = \"globex_\" }}\n[tenant.policy]\nwasm = \"{}\"\naccounts = [\"OTHER\"]\n[tenant.policy.settings.tokens.globex_1]\naccount = \"OTHER\"\npublish = [\"$SYS.REQ.USER.INFO\"]\nsubscribe = [\"_INBOX.>\"]\n\n",
+            policy_wasm("token-table").display()
+        );
+    }
+    tables
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_added_and_removed_and_keys_read_again_without_a_restart() {
+    let tables = tenant_tables(true, false);
+    let spec = CalloutSpec {
+        tenants_toml: Some(&tables),
+        ..CalloutSpec::hostile("", "")
+    };
+    let (server, callout) = stack(ServerXkey::None, 2, &spec);
+    let config_path = callout.dir().join("callout.toml");
+    let original = std::fs::read_to_string(&config_path).expect("the configuration");
+    let url = server.url();
+    let globex = || connect(&url, ConnectOptions::with_token("globex_1".into()));
+    super::connect_as(&server, "alice@acme")
+        .await
+        .expect("acme is served");
+    assert_authorization_violation(globex().await);
+
+    let callout = &callout;
+    let reloads = |n: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while callout.log().matches("reloaded: new requests").count() < n {
+            assert!(Instant::now() < deadline, "no reload:\n{}", callout.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // A tenant added.
+    let both = original.replace(&tables, &tenant_tables(true, true));
+    std::fs::write(&config_path, &both).expect("rewrite");
+    callout.hangup();
+    reloads(1).await;
+    let client = globex().await.expect("the new tenant is served");
+    assert_eq!(super::user_info(&client).await["account"], "OTHER");
+    super::connect_as(&server, "alice@acme")
+        .await
+        .expect("and acme still is");
+
+    // A tenant removed: its clients are taken by no route.
+    let only_globex = original.replace(&tables, &tenant_tables(false, true));
+    std::fs::write(&config_path, &only_globex).expect("rewrite");
+    callout.hangup();
+    reloads(2).await;
+    assert_authorization_violation(super::connect_as(&server, "alice@acme").await);
+    server.wait_for_log(
+        "no tenant's route takes this request",
+        Duration::from_secs(5),
+    );
+    globex().await.expect("globex is still served");
+
+    // Keys are read again at each reload: without its seed, the reload
+    // fails and names the file; the keys in use keep signing.
+    let seed = callout.dir().join("issuer.seed");
+    std::fs::rename(&seed, callout.dir().join("issuer.seed.away")).expect("move the seed");
+    callout.hangup();
+    callout.wait_for_log("reload failed", Duration::from_secs(30));
+    let line = callout
+        .log()
+        .lines()
+        .rfind(|line| line.contains("reload failed"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("issuer.seed"), "{line}");
+    globex().await.expect("the running keys keep signing");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::rules::{CheckedGrant, RuleRefusal};
 use crate::policy::CallError;
-use crate::protocol::claims::AuthorizationRequest;
+use crate::protocol::claims::{AuthorizationRequest, ConnectOpts};
 use crate::protocol::mint::ResponseError;
 use crate::protocol::verify::Refusal;
 use crate::untrusted::{printable, reason_text};
@@ -112,6 +112,10 @@ pub struct DecisionRecord {
     pub deny: Option<DenyReason>,
     /// What the host changed in an allowed grant.
     pub note: Option<String>,
+    /// The deny's text (else the note) as logged and audited: escaped,
+    /// bounded, and with the client's own credentials masked, should a
+    /// policy quote them.
+    pub reason: Option<String>,
     /// Whether the deny was silent (no response sent).
     pub silent: bool,
     pub micros: u64,
@@ -134,6 +138,10 @@ impl DecisionRecord {
             Verdict::Allow(grant) => (Some(grant.account.clone()), None, allow_note(grant)),
             Verdict::Deny(reason) => (None, Some(reason.clone()), None),
         };
+        let reason = match &deny {
+            Some(deny) => Some(mask_credentials(deny.text(), &request.connect_opts)),
+            None => note.clone(),
+        };
         DecisionRecord {
             tenant: tenant.into(),
             client_id: request.client_info.id,
@@ -144,6 +152,7 @@ impl DecisionRecord {
             account,
             deny,
             note,
+            reason,
             silent,
             micros,
         }
@@ -169,10 +178,7 @@ impl DecisionRecord {
             "deny_silent" => "deny-silent",
             other => other,
         };
-        let reason = match &self.deny {
-            Some(deny) => Some(deny.text()),
-            None => self.note.clone(),
-        };
+        let reason = &self.reason;
         let class = self.deny.as_ref().map(DenyReason::class);
         tracing::info!(
             target: DECISION_LOG,
@@ -189,6 +195,21 @@ impl DecisionRecord {
             "authorization"
         );
     }
+}
+
+/// The shortest credential masked: shorter ones would mask ordinary words.
+const MASKED_FROM_BYTES: usize = 4;
+
+/// `text` with every credential the client sent (token, password, JWT,
+/// signature) replaced by `[redacted]`.
+pub(crate) fn mask_credentials(mut text: String, opts: &ConnectOpts) -> String {
+    let credentials = [&opts.auth_token, &opts.pass, &opts.jwt, &opts.sig];
+    for credential in credentials.into_iter().flatten() {
+        if credential.len() >= MASKED_FROM_BYTES && text.contains(credential.as_str()) {
+            text = text.replace(credential.as_str(), "[redacted]");
+        }
+    }
+    text
 }
 
 /// What the host changed in an allowed grant, if anything.
@@ -225,6 +246,14 @@ mod tests {
         let timeout = DenyReason::CallFailed(CallError::Timeout(100));
         assert_eq!(timeout.text(), "policy timed out after 100 ms");
         assert_eq!(timeout.class(), ("call", "timeout"));
+        let mut request = AuthorizationRequest::default();
+        request.connect_opts.pass = Some("hunter2".into());
+        let echoed = Verdict::Deny(DenyReason::policy("wrong password hunter2 for alice"));
+        let record = DecisionRecord::new(&request, "t", &echoed, false, 1);
+        assert_eq!(
+            record.reason.as_deref(),
+            Some("policy denied: wrong password [redacted] for alice")
+        );
         let refused = DenyReason::Refused(Refusal::NotEncrypted);
         assert!(refused.text().contains("requires encryption"));
         assert_eq!(refused.class(), ("request", "not_encrypted"));

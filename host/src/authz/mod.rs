@@ -10,5 +10,6 @@ pub(crate) mod rules;
 
 pub use ceiling::Ceiling;
 pub use decide::Decider;
+pub(crate) use decision::mask_credentials;
 pub use decision::{DECISION_LOG, DecisionRecord, DenyReason, NAME_BYTES, Verdict};
 pub use rules::{Accounts, CheckedGrant, GrantRules, RuleRefusal};

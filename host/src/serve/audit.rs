@@ -59,7 +59,7 @@ pub(crate) struct AuditEvent<'a> {
     /// `allow`, `deny` or `deny_silent`.
     pub decision: &'static str,
     pub account: Option<&'a str>,
-    pub reason: Option<String>,
+    pub reason: Option<&'a str>,
     pub reason_class: Option<&'static str>,
     pub reason_kind: Option<&'static str>,
     pub latency_micros: u64,
@@ -83,11 +83,7 @@ impl<'a> AuditEvent<'a> {
             user: record.user_name.as_deref(),
             decision: record.decision(),
             account: record.account.as_deref(),
-            reason: record
-                .deny
-                .as_ref()
-                .map(|deny| deny.text())
-                .or_else(|| record.note.clone()),
+            reason: record.reason.as_deref(),
             reason_class: class.map(|(source, _)| source),
             reason_kind: class.map(|(_, kind)| kind),
             latency_micros: record.micros,
@@ -98,8 +94,16 @@ impl<'a> AuditEvent<'a> {
 /// The queues events wait in, and what drains them.
 pub struct Auditor {
     publish: mpsc::Sender<(Client, String, Bytes)>,
-    write: SyncSender<(PathBuf, Bytes)>,
+    write: SyncSender<ToWrite>,
     metrics: Arc<Metrics>,
+}
+
+/// What the writing thread is asked to do.
+enum ToWrite {
+    /// Append a line to a file.
+    Line(PathBuf, Bytes),
+    /// Close every file, so the next line opens it anew (after a rotation).
+    Reopen,
 }
 
 impl Auditor {
@@ -130,6 +134,12 @@ impl Auditor {
         }
     }
 
+    /// Has the audit files closed and opened again at their next event: a
+    /// file renamed by a log rotation is let go.
+    pub fn reopen(&self) {
+        let _ = self.write.try_send(ToWrite::Reopen);
+    }
+
     /// Queues the event of `record` for `target`, without waiting.
     pub fn record(
         &self,
@@ -154,7 +164,10 @@ impl Auditor {
             self.metrics.audit_dropped();
         }
         if let Some(file) = &target.file
-            && self.write.try_send((file.clone(), line)).is_err()
+            && self
+                .write
+                .try_send(ToWrite::Line(file.clone(), line))
+                .is_err()
         {
             self.metrics.audit_dropped();
         }
@@ -162,40 +175,82 @@ impl Auditor {
 }
 
 /// The writing thread: appends each line to its file, flushing whenever the
-/// queue is empty. A file that cannot be opened or written is reported once
-/// per failure streak, and its events are counted as dropped.
-fn write_files(lines: &Receiver<(PathBuf, Bytes)>, metrics: &Metrics) {
-    let mut files: HashMap<PathBuf, BufWriter<File>> = HashMap::new();
-    let mut failing: HashMap<PathBuf, bool> = HashMap::new();
-    while let Ok(first) = lines.recv() {
+/// queue is empty. A file that cannot be opened, written or flushed is
+/// reported once per failure streak, and its events are counted as dropped.
+fn write_files(queue: &Receiver<ToWrite>, metrics: &Metrics) {
+    let mut files = AuditFiles::default();
+    while let Ok(first) = queue.recv() {
         let mut next = Some(first);
-        while let Some((path, line)) = next.take() {
-            let written = match files.get_mut(&path) {
-                Some(file) => file.write_all(&line),
-                None => File::options()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .and_then(|file| {
-                        let mut file = BufWriter::new(file);
-                        file.write_all(&line)?;
-                        files.insert(path.clone(), file);
-                        Ok(())
-                    }),
-            };
-            let was_failing = failing.insert(path.clone(), written.is_err()) == Some(true);
-            if let Err(error) = written {
+        while let Some(item) = next.take() {
+            match item {
+                ToWrite::Line(path, line) => files.append(path, &line, metrics),
+                ToWrite::Reopen => files.close_all(metrics),
+            }
+            // Flush below once the queue is empty.
+            next = queue.try_recv().ok();
+        }
+        files.flush_all(metrics);
+    }
+    files.close_all(metrics);
+}
+
+/// The open audit files, and those failing.
+#[derive(Default)]
+struct AuditFiles {
+    open: HashMap<PathBuf, BufWriter<File>>,
+    failing: HashMap<PathBuf, bool>,
+}
+
+impl AuditFiles {
+    fn append(&mut self, path: PathBuf, line: &[u8], metrics: &Metrics) {
+        let written = match self.open.get_mut(&path) {
+            Some(file) => file.write_all(line),
+            None => File::options()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|file| {
+                    let mut file = BufWriter::new(file);
+                    file.write_all(line)?;
+                    self.open.insert(path.clone(), file);
+                    Ok(())
+                }),
+        };
+        self.outcome(path, written, metrics);
+    }
+
+    fn flush_all(&mut self, metrics: &Metrics) {
+        let flushed: Vec<_> = self
+            .open
+            .iter_mut()
+            .map(|(path, file)| (path.clone(), file.flush()))
+            .collect();
+        for (path, result) in flushed {
+            self.outcome(path, result, metrics);
+        }
+    }
+
+    fn close_all(&mut self, metrics: &Metrics) {
+        self.flush_all(metrics);
+        self.open.clear();
+    }
+
+    /// Records how writing to `path` went; a failure drops its buffered
+    /// lines (counted once, as one event: the count of lines is unknown).
+    fn outcome(&mut self, path: PathBuf, result: std::io::Result<()>, metrics: &Metrics) {
+        let was_failing = self.failing.get(&path) == Some(&true);
+        match result {
+            Ok(()) => {
+                self.failing.insert(path, false);
+            }
+            Err(error) => {
                 metrics.audit_dropped();
-                files.remove(&path);
+                self.open.remove(&path);
                 if !was_failing {
                     tracing::error!(%error, file = %path.display(), "cannot write audit events: dropping them");
                 }
+                self.failing.insert(path, true);
             }
-            // Flush below once the queue is empty.
-            next = lines.try_recv().ok();
-        }
-        for file in files.values_mut() {
-            let _ = file.flush();
         }
     }
 }

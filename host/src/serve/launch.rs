@@ -64,7 +64,7 @@ pub async fn launch(
         .into_iter()
         .zip(cells.iter().cloned())
         .collect();
-    let reloader = Reloader::new(path, config.clone(), parts, cells, triggers);
+    let reloader = Reloader::new(path, config.clone(), Arc::new(parts), cells, triggers);
     let reloading = tokio::spawn(reloader.run());
     let ended = super::run(service, served, &observers, shutdown).await;
     // Nothing is swapped until a reload has built everything: stopping one
@@ -186,13 +186,10 @@ impl Parts {
         match self.load_decider(config, tenant).await {
             Ok(decider) => {
                 let mut binding = Binding::new(issuer, placement, decider, policy.deny);
-                if let Some(shadow) = self.load_shadow(config, tenant, start).await? {
+                if let Some(shadow) = self.load_shadow(config, tenant).await {
                     binding = binding.with_shadow(shadow);
                 }
-                if let Some(audit) = &policy.audit {
-                    binding = binding.with_audit(Arc::new(audit.into()));
-                }
-                Ok(binding)
+                Ok(with_audit(binding, tenant))
             }
             Err(error)
                 if start == Start::First
@@ -205,12 +202,9 @@ impl Parts {
                     error = reason_text(&format!("{error:#}")),
                     "the tenant's policy did not load: its requests are denied, the other tenants are served"
                 );
-                Ok(Binding::unavailable(
-                    issuer,
-                    placement,
-                    &format!("{error:#}"),
-                    policy.deny,
-                ))
+                let binding =
+                    Binding::unavailable(issuer, placement, &format!("{error:#}"), policy.deny);
+                Ok(with_audit(binding, tenant))
             }
             Err(error) if config.single_policy() => Err(error),
             Err(error) => Err(error.context(format!("tenant {}", tenant.name))),
@@ -255,20 +249,15 @@ impl Parts {
 }
 
 impl Parts {
-    /// The tenant's shadow policy, if it has one. One that fails to load
-    /// fails a reload; at start it is logged and the tenant is served
-    /// without it (a candidate must never cost sign-ins).
-    async fn load_shadow(
-        &self,
-        config: &Config,
-        tenant: &TenantConfig,
-        start: Start,
-    ) -> anyhow::Result<Option<Shadow>> {
+    /// The tenant's shadow policy, if it has one. One that fails to load is
+    /// logged and the tenant is served without it, at start and at a
+    /// reload alike: a candidate must never cost a sign-in or a fix.
+    async fn load_shadow(&self, config: &Config, tenant: &TenantConfig) -> Option<Shadow> {
         let (Some(source), Some(shadow)) = (
             tenant.policy.shadow_source(&config.service),
             &tenant.policy.shadow,
         ) else {
-            return Ok(None);
+            return None;
         };
         let loaded = Decider::load(
             &self.sandbox,
@@ -286,25 +275,31 @@ impl Parts {
                     sample = shadow.sample,
                     "shadow policy loaded: it sees live requests and never decides"
                 );
-                Ok(Some(Shadow::new(
+                Some(Shadow::new(
                     &tenant.name,
                     decider,
                     shadow.sample,
                     self.shadow_slots.clone(),
                     self.observers.metrics.clone(),
-                )))
+                ))
             }
-            Err(error) if start == Start::First => {
+            Err(error) => {
                 tracing::error!(
                     tenant = %tenant.name,
                     error = reason_text(&error),
                     "the shadow policy did not load: the tenant is served without it"
                 );
-                Ok(None)
+                None
             }
-            Err(error) => Err(anyhow::Error::from(error)
-                .context(format!("tenant {}: [policy.shadow]", tenant.name))),
         }
+    }
+}
+
+/// `binding`, recording its decisions where the tenant's `[policy.audit]` says.
+fn with_audit(binding: Binding, tenant: &TenantConfig) -> Binding {
+    match &tenant.policy.audit {
+        Some(audit) => binding.with_audit(Arc::new(audit.into())),
+        None => binding,
     }
 }
 
@@ -338,7 +333,7 @@ async fn pass_golden_kit(decider: &Decider, kit: &Path) -> anyhow::Result<()> {
 
 /// Removes the snapshots of the tenants' components built with settings no
 /// tenant uses any more, cache folder by cache folder.
-pub(super) fn prune_caches<'a>(config: &Config, registries: impl Iterator<Item = &'a Registry>) {
+fn prune_caches<'a>(config: &Config, registries: impl Iterator<Item = &'a Registry>) {
     let in_use: Vec<_> = registries
         .flat_map(Registry::tenants)
         .filter_map(|(_, binding)| {

@@ -251,8 +251,11 @@ impl Answering {
             (false, true) => &self.counts.denied_silently,
         };
         count.fetch_add(1, Ordering::Relaxed);
+        // A request no route takes is audited by the account's first
+        // tenant, whose key signs its deny; no policy judged it.
         if let Some(target) = binding.audit() {
-            let sha256 = binding.decider().map_or("-", |d| d.policy().digest());
+            let judged = binding.decider().filter(|_| &*record.tenant != "-");
+            let sha256 = judged.map_or("-", |d| d.policy().digest());
             self.audit
                 .record(&self.client, target, &self.callout, sha256, &record);
         }

@@ -20,10 +20,49 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::RegistryCell;
-use super::launch::{Parts, Start, prune_caches, release_freed_memory, sandbox_limits};
+use super::launch::{Parts, Start, release_freed_memory, sandbox_limits};
+use super::{Registry, RegistryCell};
 use crate::config::Config;
 use crate::untrusted::reason_text;
+
+/// Builds `config`'s registries on a thread of its own at a lower CPU
+/// priority than the workers that answer requests, so a reload takes the
+/// CPU sign-ins leave rather than competing with them for a worker.
+async fn build_aside(parts: Arc<Parts>, config: Config) -> anyhow::Result<(Vec<Registry>, Config)> {
+    let (built, receive) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(parts.build(&config, Start::Reload)),
+                Err(error) => Err(anyhow::anyhow!(
+                    "cannot start the reload's runtime: {error}"
+                )),
+            };
+            let _ = built.send(result.map(|registries| (registries, config)));
+        })
+        .map_err(|error| anyhow::anyhow!("cannot start the reload thread: {error}"))?;
+    receive
+        .await
+        .map_err(|_| anyhow::anyhow!("the reload thread ended without a result"))?
+}
+
+/// The calling thread (and the threads it starts) yields the CPU to the
+/// service's workers: nice 10.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on this thread's id
+    // only changes this thread's scheduling priority (Linux's nice is per
+    // thread).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
 
 /// How often watched files are checked.
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
@@ -33,7 +72,7 @@ pub(super) struct Reloader {
     path: PathBuf,
     /// The configuration in force.
     running: Config,
-    parts: Parts,
+    parts: Arc<Parts>,
     /// One per callout, in the order of [`Config::callouts`].
     cells: Vec<RegistryCell>,
     triggers: Triggers,
@@ -48,6 +87,9 @@ pub(super) struct Triggers {
     watched: Vec<PathBuf>,
     /// The watched files as last loaded (or tried).
     seen: Fingerprint,
+    /// The watched files as the reload in progress found them when it read
+    /// its configuration.
+    read: Fingerprint,
 }
 
 /// The files a reload reads, with their size and modification time when
@@ -67,9 +109,11 @@ impl Triggers {
             }
         };
         let watched = watched_files(path, config);
+        let seen = fingerprint(&watched);
         Triggers {
             hangup,
-            seen: fingerprint(&watched),
+            read: seen.clone(),
+            seen,
             watched,
         }
     }
@@ -101,7 +145,7 @@ impl Reloader {
     pub(super) fn new(
         path: &Path,
         running: Config,
-        parts: Parts,
+        parts: Arc<Parts>,
         cells: Vec<RegistryCell>,
         triggers: Triggers,
     ) -> Reloader {
@@ -142,30 +186,35 @@ impl Reloader {
                         settling = Some(now);
                     }
                 }
+                // Neither SIGHUP nor a watch: nothing ever reloads.
+                else => std::future::pending::<()>().await,
             }
         }
     }
 
-    /// After a reload that read the files as `before` showed them: those
+    /// After a reload that found the files as `before` showed them: those
     /// are seen, so a change made while it ran is a change still to load;
-    /// files it newly names are seen as they are now.
+    /// files it newly names are seen as it read them.
     fn settle(&mut self, before: &Fingerprint) {
-        let now = fingerprint(&self.triggers.watched);
-        self.triggers.seen = now
+        let read = &self.triggers.read;
+        self.triggers.seen = fingerprint(&self.triggers.watched)
             .into_iter()
             .map(|(path, stamp)| {
-                let earlier = before.iter().find(|(seen, _)| *seen == path);
+                let earlier = before.iter().chain(read).find(|(seen, _)| *seen == path);
                 (path, earlier.map_or(stamp, |(_, stamp)| *stamp))
             })
             .collect();
     }
 
-    /// One reload, logged and counted.
+    /// One reload, logged and counted; audit files reopened after it (so a
+    /// rotated file is let go on SIGHUP, as daemons do).
     async fn reload(&mut self, trigger: &'static str) {
         let started = Instant::now();
         tracing::info!(trigger, config = %self.path.display(), "reloading");
         let metrics = self.parts.observers.metrics.clone();
-        match self.try_reload().await {
+        let reloaded = self.try_reload().await;
+        self.parts.observers.audit.reopen();
+        match reloaded {
             Ok(()) => {
                 metrics.reload(true);
                 tracing::info!(
@@ -189,16 +238,31 @@ impl Reloader {
 
     /// Builds everything the new configuration needs, then swaps it in.
     async fn try_reload(&mut self) -> anyhow::Result<()> {
+        self.triggers.read.clear();
         let config = Config::load(&self.path)?;
         self.triggers.watched = watched_files(&self.path, &config);
+        self.triggers.read = fingerprint(&self.triggers.watched);
         self.needs_no_restart(&config)?;
-        let registries = self.parts.build(&config, Start::Reload).await?;
+        let (registries, config) = build_aside(self.parts.clone(), config).await?;
+        let compiled = registries
+            .iter()
+            .flat_map(Registry::tenants)
+            .any(|(_, binding)| {
+                binding
+                    .decider()
+                    .is_some_and(|d| !d.policy().loaded_from_cache())
+            });
         for (cell, registry) in self.cells.iter().zip(registries) {
             cell.store(Arc::new(registry));
         }
-        release_freed_memory();
-        let current: Vec<_> = self.cells.iter().map(|cell| cell.load_full()).collect();
-        prune_caches(&config, current.iter().map(|registry| &**registry));
+        // Trimming locks the allocator for a moment: only worth it after
+        // a compilation's garbage.
+        if compiled {
+            release_freed_memory();
+        }
+        // The compiled cache is pruned at start only: pruning here would
+        // throw away the snapshot of a version an operator goes back to
+        // (or of one that failed its kit and is being fixed).
         self.running = config;
         Ok(())
     }

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 
-use crate::authz::{DECISION_LOG, Decider, NAME_BYTES, Verdict};
+use crate::authz::{DECISION_LOG, Decider, DenyReason, NAME_BYTES, Verdict, mask_credentials};
 use crate::metrics::{Metrics, Phases};
+use crate::protocol::claims::AuthorizationRequest;
 use crate::protocol::verify::VerifiedRequest;
 use crate::untrusted::printable;
 
@@ -113,6 +114,18 @@ impl Shadow {
         tokio::spawn(async move {
             let candidate = decider.decide(&request, &mut Phases::default()).await;
             drop(slot);
+            if let Verdict::Deny(DenyReason::CallFailed(error)) = &candidate {
+                // A candidate that times out or traps is its own finding,
+                // not a verdict to compare.
+                metrics.shadow(&tenant, "failed");
+                tracing::info!(
+                    target: DECISION_LOG,
+                    tenant = &*tenant,
+                    error = %error,
+                    "shadow policy call failed"
+                );
+                return;
+            }
             match compare(&enforcing, &candidate) {
                 None => metrics.shadow(&tenant, "agree"),
                 Some(disagreement) => {
@@ -147,39 +160,56 @@ fn log_disagreement(
         client_host = nats.client_info.host.as_deref().unwrap_or("-"),
         user = user.as_deref().unwrap_or("-"),
         differs_in = disagreement.name(),
-        enforcing = verdict_text(enforcing),
-        shadow = verdict_text(candidate),
+        enforcing = verdict_text(enforcing, nats),
+        shadow = verdict_text(candidate, nats),
         "shadow policy disagrees"
     );
 }
 
 /// A verdict as a disagreement line shows it: `allow ACCOUNT` or
-/// `deny: reason` (escaped and bounded).
-fn verdict_text(verdict: &Verdict) -> String {
+/// `deny: reason` (escaped, bounded, the client's credentials masked).
+fn verdict_text(verdict: &Verdict, request: &AuthorizationRequest) -> String {
     match verdict {
         Verdict::Allow(grant) => format!("allow {}", grant.account),
-        Verdict::Deny(reason) => format!("deny: {}", reason.text()),
+        Verdict::Deny(reason) => format!(
+            "deny: {}",
+            mask_credentials(reason.text(), &request.connect_opts)
+        ),
     }
 }
 
-/// Takes a steady fraction of requests: with `sample` = 0.25, every fourth.
-/// Deterministic, so a sample of 1 takes every request.
+/// Takes about `sample` of the requests, spread at random: a fixed stride
+/// would see only one of a few clients that reconnect in turn. (A
+/// SplitMix64 sequence: well mixed, no dependency, no lock.)
 struct Sampler {
     sample: f64,
-    seen: AtomicU64,
+    state: AtomicU64,
 }
 
 impl Sampler {
     fn new(sample: f64) -> Sampler {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
         Sampler {
             sample: sample.clamp(0.0, 1.0),
-            seen: AtomicU64::new(0),
+            state: AtomicU64::new(seed),
         }
     }
 
     fn take(&self) -> bool {
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
-        ((n + 1.0) * self.sample).floor() > (n * self.sample).floor()
+        if self.sample >= 1.0 {
+            return true;
+        }
+        let mut z = self
+            .state
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // The top 53 bits as a fraction in [0, 1).
+        ((z >> 11) as f64 / (1u64 << 53) as f64) < self.sample
     }
 }
 
@@ -229,12 +259,18 @@ mod tests {
     }
 
     #[test]
-    fn the_sampler_takes_a_steady_fraction() {
+    fn the_sampler_takes_the_fraction_asked_spread_at_random() {
         let every = Sampler::new(1.0);
         assert!((0..100).all(|_| every.take()));
         let quarter = Sampler::new(0.25);
-        assert_eq!((0..100).filter(|_| quarter.take()).count(), 25);
-        let tenth = Sampler::new(0.1);
-        assert_eq!((0..1000).filter(|_| tenth.take()).count(), 100);
+        let taken: Vec<bool> = (0..20_000).map(|_| quarter.take()).collect();
+        let count = taken.iter().filter(|t| **t).count();
+        // 5000 expected; 6 standard deviations (about 61) either side.
+        assert!((4600..=5400).contains(&count), "{count}");
+        // Four clients reconnecting in turn are each sampled.
+        for client in 0..4 {
+            let seen = taken.iter().skip(client).step_by(4).filter(|t| **t).count();
+            assert!(seen > 1000, "client {client} sampled {seen} times");
+        }
     }
 }
