@@ -20,7 +20,11 @@
 //! 7. `protocol/mint.rs` mints and signs the user JWT and the response, and
 //!    `serve/mod.rs` publishes it and logs the decision.
 //!
-//! Beside the path: `config/` and `keys.rs` are the operator's side,
+//! Beside the path: [`metrics`] counts it, `serve/status.rs` and
+//! `serve/http.rs` show it (`/metrics`, `/readyz`), `serve/audit.rs` records
+//! each decision, `serve/shadow.rs` runs a candidate policy beside the
+//! enforcing one, and `serve/reload.rs` rebuilds the registries and swaps
+//! them in. `config/` and `keys.rs` are the operator's side,
 //! `untrusted.rs` the one rule for text from policies and clients, `author/`
 //! the policy authors' tools (`check`, `check --kit`, `componentize`) and
 //! [`cli`] the command line. Modules and items are `pub(crate)` unless a

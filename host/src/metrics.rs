@@ -7,6 +7,7 @@
 //! is added by a collector the serving side registers.
 //!
 //! Latencies are histograms in microseconds, as the decision lines log them.
+//! This module uses nothing else of the host: the layers report to it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -18,8 +19,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::authz::DecisionRecord;
 
 /// The service's metrics. Cheap to update from any task; one per process.
 pub struct Metrics {
@@ -37,6 +36,17 @@ pub struct Metrics {
     last_reload_successful: Gauge,
     shadow: Family<ShadowLabels, Counter>,
     audit_dropped: Counter,
+}
+
+/// A decision as metrics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decided {
+    /// `allow`, `deny` or `deny_silent`.
+    pub decision: &'static str,
+    /// A deny's class and kind (`("policy", "denied")`, `("call", "timeout")`).
+    pub class: Option<(&'static str, &'static str)>,
+    /// From taking the request to its response.
+    pub micros: u64,
 }
 
 /// How long each phase of one request took. Phases not reached stay zero
@@ -77,7 +87,7 @@ struct DropLabels {
 struct FailureLabels {
     callout: Arc<str>,
     tenant: Arc<str>,
-    /// `timeout`, `memory`, `trap`, `output`...
+    /// `timeout`, `out_of_memory`, `stack_overflow`, `trap`, `host`.
     kind: &'static str,
 }
 
@@ -175,7 +185,7 @@ impl Metrics {
         );
         registry.register(
             "policy_failures",
-            "Policy calls that failed (timeout, memory cap, trap, output limit), each a deny",
+            "Policy calls that failed (timeout, out_of_memory, stack_overflow, trap, host), each a deny",
             metrics.policy_failures.clone(),
         );
         let microseconds = || Unit::Other("microseconds".into());
@@ -242,16 +252,22 @@ impl Metrics {
         }
     }
 
-    /// Counts one decision of `callout` and observes its phases.
-    pub fn decision(&self, callout: &Arc<str>, record: &DecisionRecord, phases: &Phases) {
-        let class = record.deny.as_ref().map(|deny| deny.class());
-        let decision = record.decision();
-        let (reason_class, reason_kind) = class.unwrap_or(("-", "-"));
+    /// Counts one decision of `tenant` of `callout` — `decision` is
+    /// `allow`, `deny` or `deny_silent`, `class` a deny's class and kind —
+    /// and observes its latency and phases.
+    pub fn decision(
+        &self,
+        callout: &Arc<str>,
+        tenant: &Arc<str>,
+        decision: Decided,
+        phases: &Phases,
+    ) {
+        let (reason_class, reason_kind) = decision.class.unwrap_or(("-", "-"));
         self.decisions
             .get_or_create(&DecisionLabels {
                 callout: callout.clone(),
-                tenant: record.tenant.clone(),
-                decision,
+                tenant: tenant.clone(),
+                decision: decision.decision,
                 reason_class,
                 reason_kind,
             })
@@ -260,7 +276,7 @@ impl Metrics {
             self.policy_failures
                 .get_or_create(&FailureLabels {
                     callout: callout.clone(),
-                    tenant: record.tenant.clone(),
+                    tenant: tenant.clone(),
                     kind: reason_kind,
                 })
                 .inc();
@@ -268,9 +284,9 @@ impl Metrics {
         self.request_time
             .get_or_create(&TenantLabels {
                 callout: callout.clone(),
-                tenant: record.tenant.clone(),
+                tenant: tenant.clone(),
             })
-            .observe(record.micros as f64);
+            .observe(decision.micros as f64);
         let phases = [
             ("verify", phases.verify),
             ("wait", phases.wait),
@@ -285,7 +301,7 @@ impl Metrics {
             self.phase_time
                 .get_or_create(&PhaseLabels {
                     callout: callout.clone(),
-                    tenant: record.tenant.clone(),
+                    tenant: tenant.clone(),
                     phase,
                 })
                 .observe(micros(took));
@@ -413,33 +429,33 @@ impl Drop for GaugeHeld<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::{DenyReason, Verdict};
-    use crate::policy::CallError;
-    use crate::protocol::claims::AuthorizationRequest;
-
-    fn record(verdict: &Verdict, silent: bool) -> DecisionRecord {
-        DecisionRecord::new(
-            &AuthorizationRequest::default(),
-            "acme",
-            verdict,
-            silent,
-            420,
-        )
-    }
 
     #[test]
     fn decisions_are_counted_by_outcome_and_reason_in_both_formats() {
         let metrics = Metrics::new();
-        let callout: Arc<str> = "-".into();
+        let (callout, tenant): (Arc<str>, Arc<str>) = ("-".into(), "acme".into());
         let phases = Phases {
             verify: Duration::from_micros(30),
             policy: Duration::from_micros(300),
             ..Phases::default()
         };
-        let timeout = Verdict::Deny(DenyReason::CallFailed(CallError::Timeout(100)));
-        metrics.decision(&callout, &record(&timeout, false), &phases);
-        let denied = Verdict::Deny(DenyReason::policy("no"));
-        metrics.decision(&callout, &record(&denied, true), &phases);
+        let denied = |decision, class| Decided {
+            decision,
+            class: Some(class),
+            micros: 420,
+        };
+        metrics.decision(
+            &callout,
+            &tenant,
+            denied("deny", ("call", "timeout")),
+            &phases,
+        );
+        metrics.decision(
+            &callout,
+            &tenant,
+            denied("deny_silent", ("policy", "denied")),
+            &phases,
+        );
         metrics.dropped(&callout, "expired");
         metrics.reload(false);
 

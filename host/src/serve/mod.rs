@@ -36,7 +36,7 @@ pub use status::Status;
 
 use crate::authz::DECISION_LOG;
 use crate::config::{Callout, ServiceConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{Decided, Metrics};
 use crate::protocol::verify::DropReason;
 use nats::{Incoming, MicroCounts, Requests};
 
@@ -244,7 +244,13 @@ impl Answering {
             Err(reason) => return self.dropped(&reason),
         };
         record.log();
-        self.metrics.decision(&self.callout, &record, &phases);
+        let decided = Decided {
+            decision: record.decision(),
+            class: record.deny.as_ref().map(|deny| deny.class()),
+            micros: record.micros,
+        };
+        self.metrics
+            .decision(&self.callout, &record.tenant, decided, &phases);
         let count = match (record.allowed(), record.silent) {
             (true, _) => &self.counts.allowed,
             (false, false) => &self.counts.denied,
