@@ -20,44 +20,12 @@ what=${1:?usage: scripts/bench-tenants.sh fairness [SHARE] | density [N] [TS]}
 
 eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
 bin=${NATS_CALLOUT_BIN:-target/release/nats-callout}
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-now() { date +%s.%N; }
-
-# A config-mode nats-server handing every client to the callout.
-$bin keys --out "$work" > "$work/keys.txt"
-issuer=$(sed -n 's/^ *issuer: //p' "$work/keys.txt")
-port=$(free_port)
-cat > "$work/server.conf" <<CONF
-listen: 127.0.0.1:$port
-max_connections: 100000
-accounts {
-  AUTH { users: [ { user: auth, password: pwd } ] }
-  APP {}
-}
-authorization {
-  timeout: 2s
-  auth_callout { issuer: $issuer, account: AUTH, auth_users: [ auth ] }
-}
-CONF
-"$NATS_SERVER_BIN" -c "$work/server.conf" > "$work/server.log" 2>&1 &
-server_pid=$!; pids+=("$server_pid")
-url="nats://127.0.0.1:$port"
+source scripts/bench-common.sh
+callout_server 2s
 
 head_toml() {
+  callout_toml_head
   cat <<CONF
-[nats]
-servers = ["$url"]
-user = "auth"
-password = "pwd"
-[issuer]
-seed_file = "issuer.seed"
 [service]
 max_in_flight = 64
 CONF

@@ -18,10 +18,7 @@ CONCURRENCY=${2:-256}
 
 eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
 bin=${NATS_CALLOUT_BIN:-target/release/nats-callout} # another build to compare with
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source scripts/bench-common.sh
 
 echo "== per-request cost (criterion) ==" >&2
 if [ -z "${SKIP_CRITERION:-}" ]; then
@@ -31,32 +28,9 @@ else
   cp "$SKIP_CRITERION" "$work/criterion.txt"
 fi
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # --- with the callout ---
-$bin keys --out "$work" > "$work/keys.txt"
-issuer=$(sed -n 's/^ *issuer: //p' "$work/keys.txt")
-port=$(free_port)
-cat > "$work/callout-server.conf" <<CONF
-listen: 127.0.0.1:$port
-max_connections: 100000
-accounts {
-  AUTH { users: [ { user: auth, password: pwd } ] }
-  APP {}
-}
-authorization {
-  timeout: 10s
-  auth_callout { issuer: $issuer, account: AUTH, auth_users: [ auth ] }
-}
-CONF
-cat > "$work/callout.toml" <<CONF
-[nats]
-servers = ["nats://127.0.0.1:$port"]
-user = "auth"
-password = "pwd"
-[issuer]
-seed_file = "issuer.seed"
+callout_server 10s
+{ callout_toml_head; cat <<CONF; } > "$work/callout.toml"
 [policy]
 wasm = "${POLICY:-$PWD/target/wasm32-wasip2/release/token_table.wasm}"
 accounts = ["APP"]
@@ -68,8 +42,6 @@ subscribe = ["app.>", "_INBOX.>"]
 [service]
 max_in_flight = 64
 CONF
-"$NATS_SERVER_BIN" -c "$work/callout-server.conf" > "$work/callout-server.log" 2>&1 &
-server_pid=$!; pids+=("$server_pid")
 RUST_LOG=warn $bin serve --config "$work/callout.toml" > "$work/callout.log" 2>&1 &
 callout_pid=$!; pids+=("$callout_pid")
 for _ in $(seq 1200); do

@@ -318,8 +318,8 @@ async fn a_reload_swaps_a_good_policy_in_and_a_bad_one_changes_nothing() {
         .await
         .expect("and keep what the kit requires");
 
-    // 3. A file that is not a component, 4. a policy whose init runs past
-    // its deadline, 5. a broken configuration: each fails, nothing changes.
+    // 3. A file that is not a component, 4. a policy that traps in its
+    // init, 5. a broken configuration: each fails, nothing changes.
     std::fs::write(callout.dir().join("junk.wasm"), b"not a component").expect("junk");
     let not_a_component = both.replace(
         &format!("wasm = \"{}\"", policy_wasm("token-table").display()),
@@ -330,10 +330,7 @@ async fn a_reload_swaps_a_good_policy_in_and_a_bad_one_changes_nothing() {
             &format!("wasm = \"{}\"", policy_wasm("token-table").display()),
             &format!("wasm = \"{}\"", policy_wasm("hostile-policy").display()),
         )
-        .replace(
-            "[policy.settings]",
-            "[policy.settings]\ninit_spin = 100000000000",
-        );
+        .replace("[policy.settings]", "[policy.settings]\ninit_panic = true");
     for (broken, why) in [
         (not_a_component, "junk.wasm"),
         (hostile, "failed in init"),

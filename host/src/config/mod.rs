@@ -849,7 +849,25 @@ fn parse_message(text: &str, error: &toml::de::Error) -> String {
         .chars()
         .count()
         + 1;
-    format!("line {line}, column {column}: {message}")
+    // The key of that line, never its value; and not even the key inside a
+    // policy's settings, where a token table's keys are the tokens.
+    let table = text
+        .lines()
+        .take(line - 1)
+        .map(str::trim)
+        .filter(|line| line.starts_with('['))
+        .last();
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|text| text.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| !key.is_empty() && !key.starts_with('#'))
+        .filter(|_| !table.is_some_and(|table| table.contains("settings")));
+    match key {
+        Some(key) => format!("line {line}, column {column}, key {key}: {message}"),
+        None => format!("line {line}, column {column}: {message}"),
+    }
 }
 
 /// The name of the one tenant of a single-policy configuration.
@@ -959,7 +977,18 @@ tokens = { s3cr3t = { account = "APP" } }
             .expect_err("a syntax error")
             .to_string();
         assert!(error.contains("line 5, column"), "{error}");
+        assert!(error.contains("key password"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+        // In a policy's settings, a key may be a token: not named.
+        let broken = GOOD.replace(
+            "tokens = { s3cr3t = { account = \"APP\" } }",
+            "s3cr3t = { account = \"APP\" } oops",
+        );
+        let error = Config::load(&write(dir.path(), &broken))
+            .expect_err("a syntax error")
+            .to_string();
+        assert!(error.contains("line 14, column 30:"), "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
     }
 
     fn with_policy_lines(lines: &str) -> String {
@@ -1007,6 +1036,61 @@ tokens = { s3cr3t = { account = "APP" } }
         assert_eq!(policy(&config).max_idle_instances(&config.service), 8);
         config.tenants[0].policy.max_idle_instances = None;
         assert_eq!(policy(&config).max_idle_instances(&config.service), 6);
+    }
+
+    #[test]
+    fn shadow_audit_and_metrics_are_checked_and_their_paths_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = "\n[policy.shadow]\nwasm = \"candidate.wasm\"\nsample = 0.5\ntimeout_ms = 50\n\n\
+                      [policy.audit]\nsubject = \"audit.callout\"\nfile = \"audit.jsonl\"\n\n\
+                      [metrics]\nlisten = \"127.0.0.1:9464\"\n";
+        let config = Config::load(&write(dir.path(), &(GOOD.to_string() + tables))).unwrap();
+        let policy = policy(&config);
+        let shadow = policy.shadow.as_ref().expect("a shadow");
+        assert_eq!(shadow.wasm, dir.path().join("candidate.wasm"));
+        let audit = policy.audit.as_ref().expect("an audit");
+        assert_eq!(
+            audit.file.as_deref(),
+            Some(dir.path().join("audit.jsonl").as_path())
+        );
+        let source = policy
+            .shadow_source(&config.service)
+            .expect("a shadow source");
+        assert_eq!(
+            source.settings_json,
+            policy.settings_json(),
+            "the enforcing settings"
+        );
+        assert_eq!(source.limits.timeout, Duration::from_millis(50));
+        assert_eq!(source.limits.calls_per_instance, 1);
+        assert_eq!(
+            config.metrics.listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(config.service.watch && config.nats.micro, "on by default");
+
+        for (bad, says) in [
+            (
+                "[policy.shadow]\nwasm = \"c.wasm\"\nsample = 0.0\n",
+                "sample = 0",
+            ),
+            (
+                "[policy.shadow]\nwasm = \"c.wasm\"\nsample = 1.5\n",
+                "sample = 1.5",
+            ),
+            ("[policy.audit]\n", "needs a subject, a file or both"),
+            (
+                "[policy.audit]\nsubject = \"audit.>\"\n",
+                "is not a subject to publish on",
+            ),
+            ("[service]\nshadow_in_flight = 0\n", "shadow_in_flight = 0"),
+            ("[metrics]\nlisten = \"nowhere\"\n", "listen"),
+        ] {
+            let error = Config::load(&write(dir.path(), &format!("{GOOD}\n{bad}")))
+                .expect_err(bad)
+                .to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]

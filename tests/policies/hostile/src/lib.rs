@@ -27,7 +27,8 @@
 //! | anything else | allows into the account named in the settings        |
 //!
 //! Settings: `{"account": "APP"}`; `{"refuse": "why"}` makes `init` fail;
-//! `{"init_spin": N}` makes `init` slow (N busy iterations).
+//! `{"init_spin": N}` makes `init` slow (N busy iterations);
+//! `{"init_panic": true}` makes `init` trap.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -109,6 +110,9 @@ struct Settings {
     /// Busy-work iterations in `init`, to show that init runs once per load.
     #[serde(default)]
     init_spin: u64,
+    /// Panics in `init`: a trap while the policy loads.
+    #[serde(default)]
+    init_panic: bool,
 }
 
 pub struct Hostile {
@@ -131,6 +135,9 @@ impl Policy for Hostile {
         let settings: Settings = serde_json::from_str(settings).map_err(|e| e.to_string())?;
         if let Some(reason) = settings.refuse {
             return Err(reason);
+        }
+        if settings.init_panic {
+            panic!("hostile policy panics in init on purpose");
         }
         let mut work: u64 = 0;
         for i in 0..settings.init_spin {
