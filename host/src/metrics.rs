@@ -126,7 +126,7 @@ struct CalloutLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShadowLabels {
     tenant: Arc<str>,
-    /// `agree`, `decision`, `account`, `grant` or `skipped`.
+    /// `agree`, `decision`, `account`, `grant`, `failed` or `skipped`.
     result: &'static str,
 }
 
@@ -234,7 +234,7 @@ impl Metrics {
         metrics.last_reload_successful.set(1);
         registry.register(
             "shadow_comparisons",
-            "Shadow policy verdicts by result: agree; decision, account or grant (disagreements); skipped (no shadow slot free)",
+            "Shadow policy verdicts by result: agree; decision, account or grant (disagreements); failed (the candidate's call failed); skipped (no shadow slot free)",
             metrics.shadow.clone(),
         );
         registry.register(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::decision::{DenyReason, Verdict};
+use super::decision::{DenyReason, Verdict, mask_credentials};
 use super::rules::GrantRules;
 use crate::metrics::Phases;
 use crate::policy::cache::CompiledCache;
@@ -71,7 +71,12 @@ impl Decider {
     ) -> Verdict {
         match answer {
             Err(error) => Verdict::Deny(DenyReason::CallFailed(error)),
-            Ok(Decision::Deny(reason)) => Verdict::Deny(DenyReason::policy(&reason)),
+            // Masked before it is cut: a long credential across the cut
+            // would leave its start.
+            Ok(Decision::Deny(reason)) => Verdict::Deny(DenyReason::policy(&mask_credentials(
+                reason,
+                &request.connect_opts,
+            ))),
             Ok(Decision::Allow(grant)) => match self.rules.admit(&grant, request) {
                 Ok(checked) => Verdict::Allow(Box::new(checked)),
                 Err(refusal) => Verdict::Deny(DenyReason::Rule(refusal)),

@@ -837,7 +837,7 @@ impl Config {
 /// file the parser quotes: a typo beside a password or a token table would
 /// otherwise put the secret in the log.
 fn parse_message(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim_end();
+    let message = without_value(error.message().trim_end());
     let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
         return message.to_string();
     };
@@ -849,26 +849,99 @@ fn parse_message(text: &str, error: &toml::de::Error) -> String {
         .chars()
         .count()
         + 1;
-    // The key of that line, never its value; and not even the key inside a
-    // policy's settings, where a token table's keys are the tokens.
-    let table = text
-        .lines()
-        .take(line - 1)
-        .map(str::trim)
-        .filter(|line| line.starts_with('['))
-        .last();
+    // The key of that line when it is one of this file's own keys, never
+    // its value: a policy's settings may have tokens for keys.
     let key = text
         .lines()
         .nth(line - 1)
         .and_then(|text| text.split_once('='))
         .map(|(key, _)| key.trim())
-        .filter(|key| !key.is_empty() && !key.starts_with('#'))
-        .filter(|_| !table.is_some_and(|table| table.contains("settings")));
+        .filter(|key| CONFIG_KEYS.contains(key));
     match key {
         Some(key) => format!("line {line}, column {column}, key {key}: {message}"),
         None => format!("line {line}, column {column}: {message}"),
     }
 }
+
+/// serde's "invalid type: string \"…\", expected …" without the value,
+/// which may be a secret in the wrong place.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type", "invalid value"] {
+        if message.starts_with(prefix)
+            && let Some((_, expected)) = message.split_once(", expected")
+        {
+            return format!("{prefix} (not shown), expected{expected}");
+        }
+    }
+    message.to_string()
+}
+
+/// The keys of `callout.toml`'s own tables: a parse error names one of
+/// these, never another (in a policy's settings, a key may be a token).
+const CONFIG_KEYS: &[&str] = &[
+    // [nats]
+    "servers",
+    "user",
+    "password",
+    "token",
+    "nkey_seed_file",
+    "creds_file",
+    "queue_group",
+    "name",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "micro",
+    // [issuer]
+    "seed_file",
+    "xkey_seed_file",
+    "account",
+    "allowed_accounts",
+    // [policy], [policy.ceiling], [policy.shadow], [policy.audit]
+    "wasm",
+    "settings",
+    "accounts",
+    "timeout_ms",
+    "memory_mb",
+    "calls_per_instance",
+    "max_idle_instances",
+    "cache_dir",
+    "default_lifetime_secs",
+    "max_lifetime_secs",
+    "deny",
+    "ceiling",
+    "golden_kit",
+    "shadow",
+    "audit",
+    "publish",
+    "subscribe",
+    "responses",
+    "connection_types",
+    "sample",
+    "subject",
+    "file",
+    // [service], [metrics]
+    "max_in_flight",
+    "expiry_leeway_ms",
+    "worker_threads",
+    "strict_start",
+    "watch",
+    "shadow_in_flight",
+    "listen",
+    // [[tenant]], route, [accounts.NAME]
+    "route",
+    "nats",
+    "issuer",
+    "policy",
+    "user_suffix",
+    "user_prefix",
+    "token_prefix",
+    "connection_name_prefix",
+    "tls_subject",
+    "public_key",
+    "signing_key_file",
+    "scoped",
+];
 
 /// The name of the one tenant of a single-policy configuration.
 pub const DEFAULT_TENANT: &str = "default";
@@ -989,6 +1062,16 @@ tokens = { s3cr3t = { account = "APP" } }
             .to_string();
         assert!(error.contains("line 14, column 30:"), "{error}");
         assert!(!error.contains("s3cr3t"), "{error}");
+        // A value of the wrong type is not quoted either.
+        let broken = GOOD.replace("password = \"pwd\"", "password = 123456");
+        let error = Config::load(&write(dir.path(), &broken))
+            .expect_err("a wrong type")
+            .to_string();
+        assert!(
+            error.contains("key password: invalid type (not shown), expected"),
+            "{error}"
+        );
+        assert!(!error.contains("123456"), "{error}");
     }
 
     fn with_policy_lines(lines: &str) -> String {

@@ -47,24 +47,24 @@ impl Binding {
     }
 
     /// The same, with `shadow` judging its requests beside its policy.
-    pub fn with_shadow(mut self, shadow: Shadow) -> Binding {
+    pub(crate) fn with_shadow(mut self, shadow: Shadow) -> Binding {
         self.shadow = Some(shadow);
         self
     }
 
     /// The same, recording each decision to `audit`.
-    pub fn with_audit(mut self, audit: Arc<AuditTarget>) -> Binding {
+    pub(crate) fn with_audit(mut self, audit: Arc<AuditTarget>) -> Binding {
         self.audit = Some(audit);
         self
     }
 
     /// Its shadow policy, if any.
-    pub fn shadow(&self) -> Option<&Shadow> {
+    pub(crate) fn shadow(&self) -> Option<&Shadow> {
         self.shadow.as_ref()
     }
 
     /// Where its decisions are recorded, if anywhere.
-    pub fn audit(&self) -> Option<&Arc<AuditTarget>> {
+    pub(crate) fn audit(&self) -> Option<&Arc<AuditTarget>> {
         self.audit.as_ref()
     }
 

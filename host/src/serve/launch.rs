@@ -331,14 +331,17 @@ async fn pass_golden_kit(decider: &Decider, kit: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the snapshots of the tenants' components built with settings no
-/// tenant uses any more, cache folder by cache folder.
+/// Removes the snapshots of the tenants' components (and their shadows')
+/// built with settings none uses any more, cache folder by cache folder.
 fn prune_caches<'a>(config: &Config, registries: impl Iterator<Item = &'a Registry>) {
     let in_use: Vec<_> = registries
         .flat_map(Registry::tenants)
-        .filter_map(|(_, binding)| {
-            let key = binding.decider()?.policy().cache_key().clone();
-            Some(key)
+        .flat_map(|(_, binding)| {
+            let shadow = binding.shadow().map(Shadow::decider);
+            let deciders = binding.decider().into_iter().chain(shadow);
+            deciders
+                .map(|decider| decider.policy().cache_key().clone())
+                .collect::<Vec<_>>()
         })
         .collect();
     let mut dirs: Vec<_> = config

@@ -25,14 +25,14 @@ use async_nats::Client;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-pub use audit::{AuditTarget, Auditor};
+pub(crate) use audit::Auditor;
 pub use binding::Binding;
 pub use launch::launch;
-pub use nats::{AUTH_SUBJECT, MICRO_SERVICE, XKEY_HEADER};
+pub use nats::{AUTH_SUBJECT, XKEY_HEADER};
 pub use registry::{Handled, Registry};
-pub use shadow::Shadow;
+pub(crate) use shadow::Shadow;
 pub use shutdown::shutdown_signal;
-pub use status::Status;
+pub(crate) use status::Status;
 
 use crate::authz::DECISION_LOG;
 use crate::config::{Callout, ServiceConfig};
@@ -42,20 +42,20 @@ use nats::{Incoming, MicroCounts, Requests};
 
 /// A callout's registry, which a reload replaces whole: each request is
 /// answered by the registry current when it arrived.
-pub type RegistryCell = Arc<ArcSwap<Registry>>;
+pub(crate) type RegistryCell = Arc<ArcSwap<Registry>>;
 
 /// What every callout's serving shares: the metrics, the live status and
 /// the decision audit.
 #[derive(Clone)]
-pub struct Observers {
-    pub metrics: Arc<Metrics>,
-    pub status: Arc<Status>,
-    pub audit: Arc<Auditor>,
+pub(crate) struct Observers {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) status: Arc<Status>,
+    pub(crate) audit: Arc<Auditor>,
 }
 
 impl Observers {
     /// Starts the audit's writers (on the current runtime).
-    pub fn start() -> Observers {
+    pub(crate) fn start() -> Observers {
         let metrics = Arc::new(Metrics::new());
         Observers {
             audit: Arc::new(Auditor::start(metrics.clone())),
@@ -70,7 +70,7 @@ impl Observers {
 /// Every callout is connected and subscribed before any is served, and a
 /// callout whose subscription ends stops them all: the service runs whole
 /// or not at all.
-pub async fn run(
+pub(crate) async fn run(
     service: &ServiceConfig,
     callouts: Vec<(Callout<'_>, RegistryCell)>,
     observers: &Observers,

@@ -197,7 +197,7 @@ pub(crate) async fn subscribe(
 }
 
 /// The name replicas share in the NATS services API.
-pub const MICRO_SERVICE: &str = "nats-callout";
+pub(crate) const MICRO_SERVICE: &str = "nats-callout";
 
 /// A callout's requests: a plain subscription, or the endpoint of a NATS
 /// service, which answers `$SRV` requests and counts what it answers.

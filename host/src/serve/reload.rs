@@ -22,7 +22,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::launch::{Parts, Start, release_freed_memory, sandbox_limits};
 use super::{Registry, RegistryCell};
-use crate::config::Config;
+use crate::config::{Callout, Config};
 use crate::untrusted::reason_text;
 
 /// Builds `config`'s registries on a thread of its own at a lower CPU
@@ -281,13 +281,27 @@ impl Reloader {
         if config.metrics != running.metrics {
             return restart("[metrics]");
         }
+        // Registries are swapped into the connections in this order.
         let (old, new) = (running.callouts(), config.callouts());
-        if old.len() != new.len() {
-            return restart("the set of NATS connections (tenants with their own [tenant.nats])");
+        let owners = |callouts: &[Callout<'_>]| -> Vec<Option<String>> {
+            callouts
+                .iter()
+                .map(|c| c.owner().map(String::from))
+                .collect()
+        };
+        if owners(&old) != owners(&new) {
+            return restart(
+                "the set or order of NATS connections (tenants with their own [tenant.nats] added, removed or moved)",
+            );
         }
         for (old, new) in old.iter().zip(&new) {
-            if old.owner() != new.owner() || old.nats != new.nats {
+            if old.nats != new.nats {
                 return restart(&new.table("nats"));
+            }
+            // In operator mode the connection's user lives in the auth
+            // account: another auth account needs another connection.
+            if new.operator_mode() && old.issuer.account != new.issuer.account {
+                return restart(&format!("{} account", new.table("issuer")));
             }
         }
         let (have, need) = (self.parts.sandbox_limits, sandbox_limits(config));
