@@ -863,3 +863,53 @@ async fn the_service_can_authenticate_to_nats_with_an_nkey() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
 }
+
+/// `check` with settings as a JSON file and `serve` with the same settings as
+/// a TOML table compile the policy once: the compiled cache is keyed on what
+/// the settings mean, not on how they are spelled.
+#[test]
+fn check_and_serve_share_the_compiled_policy_for_the_same_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let settings = dir.path().join("settings.json");
+    // Spaces, and keys in another order than serve's TOML → JSON gives them.
+    std::fs::write(
+        &settings,
+        r#"{ "tokens" : { "s3cr3t" : { "subscribe" : ["_INBOX.>"], "account" : "APP" } } }"#,
+    )
+    .unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(&request, r#"{"connect_opts": {"auth_token": "s3cr3t"}}"#).unwrap();
+    let policy = harness::policy_wasm("token-table");
+    let checked = run_cli(&[
+        "check",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--settings",
+        settings.to_str().unwrap(),
+        "--request",
+        request.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let cache_line = format!("cache_dir = \"{}\"", cache.display());
+    let spec = CalloutSpec {
+        policy: "token-table",
+        settings_toml: "[policy.settings.tokens.s3cr3t]\naccount = \"APP\"\nsubscribe = [\"_INBOX.>\"]\n",
+        accounts: &["APP"],
+        ..CalloutSpec::hostile("", &cache_line)
+    };
+    let (_server, callout) = stack(ServerXkey::None, 2, &spec);
+    callout.wait_for_log("policy loaded", Duration::from_secs(10));
+    let log = callout.log();
+    assert!(
+        log.contains("from_cache=true"),
+        "serve compiled again:\n{log}"
+    );
+}

@@ -93,7 +93,9 @@ impl CompiledCache {
 
     /// The key of `wasm` compiled as `kind`, initialized with `settings` under
     /// a memory cap of `memory_bytes` (a snapshot depends on both; pass
-    /// nothing for them with `EntryKind::Instrumented`).
+    /// nothing for them with `EntryKind::Instrumented`). Settings count by
+    /// their meaning, not their text: `check`'s JSON file and `serve`'s TOML
+    /// table with the same settings share one entry.
     pub fn key(
         engine: &Engine,
         kind: EntryKind,
@@ -116,7 +118,7 @@ impl CompiledCache {
             env!("CARGO_PKG_VERSION").as_bytes(),
             &engine_hash.finish().to_le_bytes(),
             &wasm_digest,
-            &Sha256::digest(settings.as_bytes()),
+            &Sha256::digest(canonical_settings(settings).as_bytes()),
             &(memory_bytes as u64).to_le_bytes(),
         ] {
             // Length-prefixed, so no two different lists hash alike.
@@ -238,6 +240,31 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// JSON text with the same meaning as `settings`, the same for every
+/// spelling of it: objects' keys sorted, no whitespace. Text that is not
+/// JSON is its own canonical form.
+fn canonical_settings(settings: &str) -> String {
+    fn sorted(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(object) => {
+                let mut entries: Vec<_> = object.into_iter().collect();
+                entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+                serde_json::Value::Object(
+                    entries.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(settings) {
+        Ok(value) => sorted(value).to_string(),
+        Err(_) => settings.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +313,23 @@ mod tests {
         std::fs::write(cache.path(&key), b"not a compiled component").unwrap();
         assert!(cache.get(&Engine::default(), &key).is_none());
         assert!(!cache.path(&key).exists());
+    }
+
+    #[test]
+    fn settings_spelled_differently_share_a_key_and_different_ones_do_not() {
+        let a = r#"{"tokens": {"s3cr3t": {"account": "APP", "publish": ["a.>"]}}, "mode": 1}"#;
+        let b = "{\"mode\":1,\"tokens\":{\"s3cr3t\":{\"publish\":[\"a.>\"],\"account\":\"APP\"}}}";
+        assert_eq!(key(b"wasm", a), key(b"wasm", b));
+        assert_eq!(canonical_settings(a), canonical_settings(b));
+        let other =
+            r#"{"tokens": {"s3cr3t": {"account": "OTHER", "publish": ["a.>"]}}, "mode": 1}"#;
+        assert_ne!(key(b"wasm", a), key(b"wasm", other));
+        // Lists keep their order: it may mean something to a policy.
+        assert_ne!(
+            canonical_settings(r#"{"l": [1, 2]}"#),
+            canonical_settings(r#"{"l": [2, 1]}"#)
+        );
+        assert_eq!(canonical_settings("not json"), "not json");
     }
 
     #[test]
