@@ -121,7 +121,7 @@ impl Shadow {
                 tracing::info!(
                     target: DECISION_LOG,
                     tenant = &*tenant,
-                    error = %error,
+                    error = mask_credentials(error.to_string(), &request.request().connect_opts),
                     "shadow policy call failed"
                 );
                 return;

@@ -115,23 +115,39 @@ struct PolicyLabels {
     from_cache: bool,
 }
 
+/// One family of `metric_type` and its samples.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for Status {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Ok(callouts) = self.callouts.read() else {
             return Ok(());
         };
-        let mut connected = encoder.encode_descriptor(
+        family(
+            &mut encoder,
             "nats_connected",
             "Whether the callout's NATS connection is up (1) or not (0)",
-            None,
             MetricType::Gauge,
+            callouts.iter().map(|callout| {
+                let up = callout.client.connection_state() == State::Connected;
+                let labels = CalloutLabel {
+                    callout: callout.label.clone(),
+                };
+                (labels, ConstGauge::new(i64::from(up)))
+            }),
         )?;
-        for callout in callouts.iter() {
-            let up = callout.client.connection_state() == State::Connected;
-            ConstGauge::new(i64::from(up)).encode(connected.encode_family(&CalloutLabel {
-                callout: callout.label.clone(),
-            })?)?;
-        }
         // Every tenant's binding, read once for every family below.
         let bindings: Vec<_> = callouts
             .iter()
@@ -146,20 +162,20 @@ impl Collector for Status {
                     .map(|(tenant, binding)| (callout.label.clone(), tenant, binding))
             })
             .collect();
-        let mut available = encoder.encode_descriptor(
+        let tenant_labels = |callout: &Arc<str>, tenant: &String| TenantLabels {
+            callout: callout.clone(),
+            tenant: tenant.clone(),
+        };
+        family(
+            &mut encoder,
             "tenant_available",
             "Whether the tenant's policy is loaded (1) or its requests are denied (0)",
-            None,
             MetricType::Gauge,
+            bindings.iter().map(|(callout, tenant, binding)| {
+                let available = i64::from(binding.decider().is_some());
+                (tenant_labels(callout, tenant), ConstGauge::new(available))
+            }),
         )?;
-        for (callout, tenant, binding) in &bindings {
-            let labels = TenantLabels {
-                callout: callout.clone(),
-                tenant: tenant.clone(),
-            };
-            ConstGauge::new(i64::from(binding.decider().is_some()))
-                .encode(available.encode_family(&labels)?)?;
-        }
         let loaded: Vec<_> = bindings
             .iter()
             .filter_map(|(callout, tenant, binding)| {
@@ -168,68 +184,63 @@ impl Collector for Status {
             .collect();
         // An info metric the Prometheus way: a gauge of 1 whose labels are
         // the information.
-        let mut info = encoder.encode_descriptor(
+        family(
+            &mut encoder,
             "policy_info",
             "The policy each tenant runs: its name and SHA-256",
-            None,
             MetricType::Gauge,
+            loaded.iter().map(|(callout, tenant, policy)| {
+                let labels = PolicyLabels {
+                    callout: (*callout).clone(),
+                    tenant: (*tenant).clone(),
+                    policy: policy.name().to_string(),
+                    sha256: policy.digest().to_string(),
+                    from_cache: policy.loaded_from_cache(),
+                };
+                (labels, ConstGauge::new(1))
+            }),
         )?;
-        for (callout, tenant, policy) in &loaded {
-            let labels = PolicyLabels {
-                callout: (*callout).clone(),
-                tenant: (*tenant).clone(),
-                policy: policy.name().to_string(),
-                sha256: policy.digest().to_string(),
-                from_cache: policy.loaded_from_cache(),
-            };
-            ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
-        }
-        let mut load_time = encoder.encode_descriptor(
+        family(
+            &mut encoder,
             "policy_load_seconds",
             "How long the tenant's policy took to load",
-            None,
             MetricType::Gauge,
+            loaded.iter().map(|(callout, tenant, policy)| {
+                let seconds = policy.load_time().as_secs_f64();
+                (tenant_labels(callout, tenant), ConstGauge::new(seconds))
+            }),
         )?;
-        let tenant_labels = |callout: &Arc<str>, tenant: &String| TenantLabels {
-            callout: callout.clone(),
-            tenant: tenant.clone(),
-        };
-        for (callout, tenant, policy) in &loaded {
-            ConstGauge::new(policy.load_time().as_secs_f64())
-                .encode(load_time.encode_family(&tenant_labels(callout, tenant))?)?;
-        }
         let pools: Vec<_> = loaded
             .iter()
             .map(|(callout, tenant, policy)| (tenant_labels(callout, tenant), policy.pool()))
             .collect();
-        let mut started = encoder.encode_descriptor(
+        family(
+            &mut encoder,
             "instances_started",
             "Policy instances started for a call",
-            None,
             MetricType::Counter,
+            pools
+                .iter()
+                .map(|(labels, pool)| (labels.clone(), ConstCounter::new(pool.started))),
         )?;
-        for (labels, pool) in &pools {
-            ConstCounter::new(pool.started).encode(started.encode_family(labels)?)?;
-        }
-        let mut reused = encoder.encode_descriptor(
+        family(
+            &mut encoder,
             "instances_reused",
             "Calls served by an idle instance (calls_per_instance above 1)",
-            None,
             MetricType::Counter,
+            pools
+                .iter()
+                .map(|(labels, pool)| (labels.clone(), ConstCounter::new(pool.reused))),
         )?;
-        for (labels, pool) in &pools {
-            ConstCounter::new(pool.reused).encode(reused.encode_family(labels)?)?;
-        }
-        let mut idle = encoder.encode_descriptor(
+        family(
+            &mut encoder,
             "instances_idle",
             "Initialized instances kept idle for reuse",
-            None,
             MetricType::Gauge,
-        )?;
-        for (labels, pool) in &pools {
-            ConstGauge::new(i64::try_from(pool.idle).unwrap_or(i64::MAX))
-                .encode(idle.encode_family(labels)?)?;
-        }
-        Ok(())
+            pools.iter().map(|(labels, pool)| {
+                let idle = i64::try_from(pool.idle).unwrap_or(i64::MAX);
+                (labels.clone(), ConstGauge::new(idle))
+            }),
+        )
     }
 }
