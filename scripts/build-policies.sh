@@ -10,7 +10,7 @@ eval "export $(scripts/toolchains.sh | tail -1)"
 out=$root/target/policies
 mkdir -p "$out"
 
-cargo build --release --locked --target wasm32-wasip2 -p token-table -p hostile-policy -p echo-policy
+cargo build --release --locked --target wasm32-wasip2 -p token-table -p oidc -p hostile-policy -p echo-policy
 
 export NATS_CALLOUT=$root/target/release/nats-callout
 sdk/go/build.sh plugins/token-table-go "$out/token_table_go.wasm"

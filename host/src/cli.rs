@@ -183,6 +183,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
             wasm: args.policy,
             settings_json,
             limits,
+            grants: crate::capability::Grants::none(),
         },
         request_json,
         rules: GrantRules {

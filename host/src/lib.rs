@@ -34,6 +34,7 @@
 
 pub(crate) mod author;
 pub mod authz;
+pub mod capability;
 pub mod cli;
 pub mod config;
 pub(crate) mod keys;

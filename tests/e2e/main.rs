@@ -1,6 +1,7 @@
 //! End-to-end tests: a real nats-server, the real `nats-callout` binary, real
 //! clients and real keys. Build the policies first (`scripts/test.sh` does).
 
+mod capabilities;
 mod hardening;
 mod harness;
 mod languages;

@@ -101,6 +101,7 @@ pub async fn run(
         wasm: policy.to_path_buf(),
         settings_json,
         limits,
+        grants: crate::capability::Grants::none(),
     };
     let settings_path = kit.join("settings.json");
     let settings = if settings_path.exists() {

@@ -2,8 +2,13 @@
 //! environment overrides for secrets. Every error names the key or the file.
 
 mod callout;
+mod capabilities;
 
 pub use callout::{Callout, Secret};
+pub(crate) use capabilities::secure_url;
+pub use capabilities::{
+    CapabilitiesConfig, KvConfig, OidcIssuerConfig, PasswordConfig, TOKEN_ALGORITHMS,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use serde::Deserialize;
 
 use crate::authz::rules::{connection_type_named, is_subject};
 use crate::authz::{Accounts, Ceiling, GrantRules};
+use crate::capability::Grants;
 use crate::policy::cache::CompiledCache;
 use crate::policy::{PolicyLimits, PolicySource};
 use crate::protocol::client_cert::is_subject_attribute;
@@ -302,6 +308,10 @@ pub struct PolicyConfig {
     /// The most the policy may ever grant.
     #[serde(default)]
     pub ceiling: CeilingConfig,
+    /// What the policy may use beyond `host.log`: nkey, password, KV and
+    /// OIDC checks done by the host.
+    #[serde(default)]
+    pub capabilities: CapabilitiesConfig,
 }
 
 /// `[policy.ceiling]`: the most the policy may ever grant; each key is
@@ -406,6 +416,11 @@ pub struct ServiceConfig {
     /// that finds none free is not shadowed (counted as skipped).
     #[serde(default = "default_shadow_in_flight")]
     pub shadow_in_flight: usize,
+    /// Password hashes checked at once, all policies together (each takes
+    /// milliseconds of a core, by design); a call waits for a slot within
+    /// its deadline. Default: half the cores, at least 1.
+    #[serde(default)]
+    pub password_hashes_in_flight: Option<usize>,
 }
 
 impl Default for ServiceConfig {
@@ -417,7 +432,18 @@ impl Default for ServiceConfig {
             strict_start: false,
             watch: true,
             shadow_in_flight: default_shadow_in_flight(),
+            password_hashes_in_flight: None,
         }
+    }
+}
+
+impl ServiceConfig {
+    /// Password hashes checked at once.
+    pub fn password_hashes_in_flight(&self) -> usize {
+        self.password_hashes_in_flight.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            (cores / 2).max(1)
+        })
     }
 }
 
@@ -529,6 +555,7 @@ impl Config {
             .chain(self.policy.as_mut())
         {
             resolve(&mut policy.wasm);
+            policy.capabilities.resolve_paths(resolve);
             if let Some(kit) = policy.golden_kit.as_mut() {
                 resolve(kit);
             }
@@ -708,6 +735,7 @@ impl PolicyConfig {
     fn validate(&self) -> Result<(), String> {
         let policy = self;
         policy.ceiling.validate()?;
+        policy.capabilities.validate()?;
         if policy.accounts.is_empty() {
             return Err(
                 "[policy] accounts is empty: list the accounts the policy may place users into"
@@ -804,6 +832,7 @@ impl PolicyConfig {
             wasm: shadow.wasm.clone(),
             settings_json: serde_json::to_string(settings).unwrap_or_else(|_| "{}".into()),
             limits,
+            grants: Grants::none(),
         })
     }
 }
@@ -920,6 +949,25 @@ const CONFIG_KEYS: &[&str] = &[
     "sample",
     "subject",
     "file",
+    // [policy.capabilities] and its tables
+    "capabilities",
+    "nkey",
+    "kv",
+    "buckets",
+    "oidc",
+    "audiences",
+    "jwks_url",
+    "jwks_file",
+    "algorithms",
+    "leeway_secs",
+    "refresh_secs",
+    "ca_file",
+    "argon2_min_memory_kib",
+    "argon2_min_iterations",
+    "bcrypt_min_cost",
+    "scrypt_min_log_n",
+    "pbkdf2_min_iterations",
+    "password_hashes_in_flight",
     // [service], [metrics]
     "max_in_flight",
     "expiry_leeway_ms",
@@ -972,6 +1020,7 @@ impl PolicyConfig {
             wasm: self.wasm.clone(),
             settings_json: self.settings_json(),
             limits: self.limits(service),
+            grants: Grants::none(),
         }
     }
 

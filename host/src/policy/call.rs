@@ -68,7 +68,6 @@ impl LoadedPolicy {
         let mut warm = match warm {
             Some(mut warm) => {
                 self.pool.reused.fetch_add(1, Ordering::Relaxed);
-                warm.store.data_mut().start_call(deadline.at());
                 warm.store.set_epoch_deadline(1);
                 warm
             }
@@ -90,6 +89,9 @@ impl LoadedPolicy {
                 }
             }
         };
+        warm.store
+            .data_mut()
+            .start_call(deadline.at(), &self.grants);
         warm.store.data_mut().pace = Some(Pace::default());
         let result = bounded(
             deadline,

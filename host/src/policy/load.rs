@@ -18,6 +18,7 @@ use super::call::{bounded, describe, new_store, start_instance};
 use super::sandbox::Sandbox;
 use super::wit::PolicyPre;
 use super::{Deadline, LoadedPolicy, PolicySource, PoolCounts};
+use crate::capability::Capability;
 use crate::untrusted::printable;
 
 /// The deadline of a policy's `init`, which may parse large settings.
@@ -53,6 +54,14 @@ pub enum LoadError {
         "policy {path} was built for {WORLD_PACKAGE}@{built_for}, but this host implements {WORLD_PACKAGE}@{WORLD_VERSION}: rebuild it with an SDK for {WORLD_VERSION}"
     )]
     WrongVersion { path: PathBuf, built_for: String },
+    #[error(
+        "policy {path} imports the capability {capability}, which its configuration does not grant: grant it with {}, or build the policy without it",
+        capability.how_to_grant()
+    )]
+    NotGranted {
+        path: PathBuf,
+        capability: Capability,
+    },
 }
 
 impl LoadedPolicy {
@@ -74,10 +83,20 @@ impl LoadedPolicy {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "policy".into())
             .into();
-        if let Some(built_for) = foreign_world_version(&wasm) {
+        let imports = component_imports(&wasm);
+        if let Some(built_for) = foreign_world_version(&imports) {
             return Err(LoadError::WrongVersion {
                 path: path.to_path_buf(),
                 built_for,
+            });
+        }
+        if let Some(capability) = source
+            .grants
+            .first_refused(imports.iter().map(String::as_str))
+        {
+            return Err(LoadError::NotGranted {
+                path: path.to_path_buf(),
+                capability,
             });
         }
         let limits = source.limits;
@@ -109,6 +128,7 @@ impl LoadedPolicy {
             sandbox: sandbox.clone(),
             pre,
             limits,
+            grants: source.grants.clone(),
             idle: Mutex::new(Vec::new()),
             pool: PoolCounts::default(),
             from_cache,
@@ -266,37 +286,49 @@ fn wizer() -> Wizer {
     wizer
 }
 
-/// The `nats:callout` version a component imports when it is not one this
-/// host implements (another minor version, or another major one), read from
-/// the component's own top-level imports.
-fn foreign_world_version(wasm: &[u8]) -> Option<String> {
-    let prefix = format!("{WORLD_PACKAGE}/");
-    let ours = minor_of(WORLD_VERSION);
+/// The names a component imports at its top level (`nats:callout/kv@0.1.0`,
+/// `wasi:io/poll@0.2.0`...); what does not parse is left out (loading
+/// refuses it later, as not a component).
+fn component_imports(wasm: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
     let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        match payload.ok()? {
+        let Ok(payload) = payload else { break };
+        match payload {
             wasmparser::Payload::ModuleSection { .. }
             | wasmparser::Payload::ComponentSection { .. } => depth += 1,
             wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
             wasmparser::Payload::ComponentImportSection(imports) if depth == 0 => {
-                for import in imports.into_iter().flatten() {
-                    let Some(rest) = import.name.name.strip_prefix(&prefix) else {
-                        continue;
-                    };
-                    let version = rest.split_once('@').map_or("", |(_, v)| v);
-                    if minor_of(version) != ours {
-                        return Some(if version.is_empty() {
-                            "(no version)".into()
-                        } else {
-                            version.into()
-                        });
-                    }
-                }
+                names.extend(
+                    imports
+                        .into_iter()
+                        .flatten()
+                        .map(|import| import.name.name.to_string()),
+                );
             }
             _ => {}
         }
     }
-    None
+    names
+}
+
+/// The `nats:callout` version a component imports when it is not one this
+/// host implements (another minor version, or another major one), from the
+/// component's top-level `imports`.
+fn foreign_world_version(imports: &[String]) -> Option<String> {
+    let prefix = format!("{WORLD_PACKAGE}/");
+    let ours = minor_of(WORLD_VERSION);
+    imports.iter().find_map(|name| {
+        let rest = name.strip_prefix(&prefix)?;
+        let version = rest.split_once('@').map_or("", |(_, v)| v);
+        (minor_of(version) != ours).then(|| {
+            if version.is_empty() {
+                "(no version)".into()
+            } else {
+                version.into()
+            }
+        })
+    })
 }
 
 /// `major.minor` of a semantic version: what must match for a component
@@ -337,7 +369,10 @@ mod tests {
         // No component imports at all: nothing to refuse here (loading
         // refuses it later, as not a component).
         let empty_module = [0, b'a', b's', b'm', 1, 0, 0, 0];
-        assert_eq!(foreign_world_version(&empty_module), None);
-        assert_eq!(foreign_world_version(b"garbage"), None);
+        assert!(component_imports(&empty_module).is_empty());
+        assert!(component_imports(b"garbage").is_empty());
+        assert_eq!(foreign_world_version(&[]), None);
+        let foreign = ["nats:callout/host@0.2.0".to_string()];
+        assert_eq!(foreign_world_version(&foreign), Some("0.2.0".into()));
     }
 }

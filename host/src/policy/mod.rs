@@ -35,9 +35,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use call::CallError;
-pub use load::LoadError;
+pub use load::{LoadError, WORLD_PACKAGE};
 pub use sandbox::{Sandbox, SandboxLimits};
 
+use crate::capability::Grants;
 use call::WarmInstance;
 use sandbox::CallState;
 use wit::PolicyPre;
@@ -64,6 +65,8 @@ pub struct PolicySource {
     /// The settings, as the JSON text handed to `init`.
     pub settings_json: String,
     pub limits: PolicyLimits,
+    /// The capabilities the operator granted it.
+    pub grants: Arc<Grants>,
 }
 
 /// When a phase (starting an instance, `init`, a call) must have ended, by
@@ -102,6 +105,7 @@ pub struct LoadedPolicy {
     sandbox: Arc<Sandbox>,
     pre: PolicyPre<CallState>,
     limits: PolicyLimits,
+    grants: Arc<Grants>,
     idle: Mutex<Vec<WarmInstance>>,
     pool: PoolCounts,
     from_cache: bool,

@@ -17,6 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::PolicyLimits;
 use super::wit::{LogLevel, Policy as PolicyWorld, nats::callout};
+use crate::capability::Grants;
 use crate::untrusted::printable;
 
 /// One epoch tick: how often running guest code checks its deadline and
@@ -214,6 +215,9 @@ pub(crate) struct CallState {
     /// [`LONG_CALL_TICKS`](super::call::LONG_CALL_TICKS)); `None` while
     /// loading.
     pub(crate) pace: Option<super::call::Pace>,
+    /// The capabilities the policy was granted, during `authorize` calls
+    /// only (`None` while loading).
+    grants: Option<Arc<Grants>>,
 }
 
 impl CallState {
@@ -254,14 +258,21 @@ impl CallState {
             log_lines_left: LOG_LINES_PER_CALL,
             deadline,
             pace: None,
+            grants: None,
         }
     }
 
-    /// Readies a reused instance's state for its next call: a new deadline
-    /// and a new allowance of log lines.
-    pub fn start_call(&mut self, deadline: Instant) {
+    /// Readies the state for an `authorize` call: a new deadline, a new
+    /// allowance of log lines, the policy's capabilities.
+    pub fn start_call(&mut self, deadline: Instant, grants: &Arc<Grants>) {
         self.deadline = deadline;
         self.log_lines_left = LOG_LINES_PER_CALL;
+        self.grants = Some(grants.clone());
+    }
+
+    /// The policy's capabilities, in an `authorize` call.
+    pub(crate) fn grants(&self) -> Option<&Grants> {
+        self.grants.as_deref()
     }
 
     /// Whether the memory cap refused a growth: the call ran out of memory

@@ -18,7 +18,8 @@ use super::reload::{Reloader, Triggers};
 use super::{Binding, Observers, Registry, RegistryCell, Shadow};
 use crate::author::kit;
 use crate::authz::Decider;
-use crate::config::{Config, TenantConfig};
+use crate::capability::{Grants, Services};
+use crate::config::{Callout, Config, TenantConfig};
 use crate::keys;
 use crate::policy::{PolicyLimits, Sandbox, SandboxLimits};
 use crate::protocol::mint::{AccountKey, Placement};
@@ -51,6 +52,10 @@ pub async fn launch(
         in_flight: Arc::new(Semaphore::new(service.max_in_flight.max(1))),
         shadow_slots: Arc::new(Semaphore::new(service.shadow_in_flight.max(1))),
         observers: observers.clone(),
+        capabilities: Services::new(
+            service.password_hashes_in_flight(),
+            tokio::runtime::Handle::current(),
+        ),
     };
     let registries = parts.build(config, Start::First).await?;
     release_freed_memory();
@@ -107,8 +112,8 @@ pub(super) enum Start {
     Reload,
 }
 
-/// What outlives one configuration: the sandbox, the service's slots and
-/// the observers.
+/// What outlives one configuration: the sandbox, the service's slots, the
+/// observers and the capabilities' shared state.
 pub(super) struct Parts {
     pub(super) sandbox: Arc<Sandbox>,
     pub(super) sandbox_limits: SandboxLimits,
@@ -116,6 +121,7 @@ pub(super) struct Parts {
     /// Shadow calls running at once, all tenants together.
     pub(super) shadow_slots: Arc<Semaphore>,
     pub(super) observers: Observers,
+    pub(super) capabilities: Services,
 }
 
 impl Parts {
@@ -154,7 +160,7 @@ impl Parts {
                 .with_gauges(self.observers.metrics.callout_gauges(&label));
             for tenant in &callout.tenants {
                 let binding = self
-                    .tenant_binding(config, tenant, &issuer, &placement, start)
+                    .tenant_binding(config, callout, tenant, &issuer, &placement, start)
                     .await?;
                 registry.insert_tenant(
                     issuer.account.clone(),
@@ -176,6 +182,7 @@ impl Parts {
     async fn tenant_binding(
         &self,
         config: &Config,
+        callout: &Callout<'_>,
         tenant: &TenantConfig,
         issuer: &Arc<AccountKey>,
         placement: &Arc<Placement>,
@@ -183,10 +190,21 @@ impl Parts {
     ) -> anyhow::Result<Binding> {
         let (issuer, placement) = (issuer.clone(), placement.clone());
         let policy = &tenant.policy;
-        match self.load_decider(config, tenant).await {
-            Ok(decider) => {
+        let grants = self
+            .capabilities
+            .grants(&policy.capabilities, callout, &self.observers.metrics)
+            .await;
+        let loaded = match grants {
+            Ok(grants) => self
+                .load_decider(config, tenant, &grants)
+                .await
+                .map(|decider| (decider, grants)),
+            Err(error) => Err(error.into()),
+        };
+        match loaded {
+            Ok((decider, grants)) => {
                 let mut binding = Binding::new(issuer, placement, decider, policy.deny);
-                if let Some(shadow) = self.load_shadow(config, tenant).await {
+                if let Some(shadow) = self.load_shadow(config, tenant, &grants).await {
                     binding = binding.with_shadow(shadow);
                 }
                 Ok(with_audit(binding, tenant))
@@ -211,14 +229,17 @@ impl Parts {
         }
     }
 
-    /// Loads the tenant's policy and runs its golden kit, if it has one.
+    /// Loads the tenant's policy with its capabilities, and runs its
+    /// golden kit if it has one.
     async fn load_decider(
         &self,
         config: &Config,
         tenant: &TenantConfig,
+        grants: &Arc<Grants>,
     ) -> anyhow::Result<Decider> {
         let policy = &tenant.policy;
-        let source = policy.source(&config.service);
+        let mut source = policy.source(&config.service);
+        source.grants = grants.clone();
         let started = Instant::now();
         let decider = Decider::load(
             &self.sandbox,
@@ -249,16 +270,23 @@ impl Parts {
 }
 
 impl Parts {
-    /// The tenant's shadow policy, if it has one. One that fails to load is
-    /// logged and the tenant is served without it, at start and at a
-    /// reload alike: a candidate must never cost a sign-in or a fix.
-    async fn load_shadow(&self, config: &Config, tenant: &TenantConfig) -> Option<Shadow> {
-        let (Some(source), Some(shadow)) = (
+    /// The tenant's shadow policy, if it has one, with the tenant's
+    /// capabilities. One that fails to load is logged and the tenant is
+    /// served without it, at start and at a reload alike: a candidate must
+    /// never cost a sign-in or a fix.
+    async fn load_shadow(
+        &self,
+        config: &Config,
+        tenant: &TenantConfig,
+        grants: &Arc<Grants>,
+    ) -> Option<Shadow> {
+        let (Some(mut source), Some(shadow)) = (
             tenant.policy.shadow_source(&config.service),
             &tenant.policy.shadow,
         ) else {
             return None;
         };
+        source.grants = grants.clone();
         let loaded = Decider::load(
             &self.sandbox,
             &source,

@@ -7,7 +7,7 @@ mod audit;
 mod binding;
 mod http;
 mod launch;
-mod nats;
+pub(crate) mod nats;
 mod registry;
 mod reload;
 mod route;

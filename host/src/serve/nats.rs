@@ -23,11 +23,23 @@ pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 /// The header that carries the server's curve key on encrypted requests.
 pub const XKEY_HEADER: &str = "Nats-Server-Xkey";
 
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connection {
+    /// The callout's own: requests and replies.
+    Callout,
+    /// The callout's KV mirrors (`capability/kv.rs`): same servers and
+    /// credentials, its own socket, named `<name> kv`, events logged but
+    /// not counted as the callout's.
+    KvMirror,
+}
+
 /// Connection options from the callout's `[nats]`, with secrets from the
 /// environment when set.
-pub async fn connect_options(
+pub(crate) async fn connect_options(
     callout: &Callout<'_>,
     metrics: &Arc<Metrics>,
+    purpose: Connection,
 ) -> anyhow::Result<ConnectOptions> {
     let nats = &callout.nats;
     let table = callout.table("nats");
@@ -75,20 +87,30 @@ pub async fn connect_options(
     options = options.require_tls(files.iter().any(|(_, file, _)| file.is_some()));
     let label: Arc<str> = callout.label().into();
     let metrics = metrics.clone();
+    let name = match purpose {
+        Connection::Callout => nats.name.clone(),
+        Connection::KvMirror => format!("{} kv", nats.name),
+    };
+    let role = match purpose {
+        Connection::Callout => "callout",
+        Connection::KvMirror => "kv mirrors",
+    };
     options = options
-        .name(&nats.name)
+        .name(name)
         .retry_on_initial_connect()
         .no_echo()
         .event_callback(move |event| {
             let callout = label.clone();
-            metrics.nats_event(&callout, event_name(&event));
+            if purpose == Connection::Callout {
+                metrics.nats_event(&callout, event_name(&event));
+            }
             async move {
                 match event {
-                    Event::Connected => tracing::info!(%callout, "connected to NATS"),
+                    Event::Connected => tracing::info!(%callout, connection = role, "connected to NATS"),
                     Event::Disconnected => {
-                        tracing::warn!(%callout, "disconnected from NATS; reconnecting")
+                        tracing::warn!(%callout, connection = role, "disconnected from NATS; reconnecting")
                     }
-                    other => tracing::info!(event = %other, %callout, "NATS event"),
+                    other => tracing::info!(event = %other, %callout, connection = role, "NATS event"),
                 }
             }
         });
@@ -144,7 +166,7 @@ pub(crate) async fn subscribe(
     counts: &Arc<MicroCounts>,
 ) -> anyhow::Result<(Client, Requests)> {
     let servers = callout.nats.servers.join(",");
-    let client = connect_options(callout, metrics)
+    let client = connect_options(callout, metrics, Connection::Callout)
         .await?
         .connect(&servers)
         .await

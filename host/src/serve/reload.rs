@@ -119,12 +119,14 @@ impl Triggers {
     }
 }
 
-/// The configuration file and every policy file it names.
+/// The configuration file, every policy file it names and the key sets of
+/// the OIDC issuers it reads from files.
 fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
     let mut paths = vec![path.to_path_buf()];
     for policy in config.tenants.iter().map(|tenant| &tenant.policy) {
         paths.push(policy.wasm.clone());
         paths.extend(policy.shadow.as_ref().map(|shadow| shadow.wasm.clone()));
+        paths.extend(policy.capabilities.files().map(Path::to_path_buf));
     }
     paths
 }

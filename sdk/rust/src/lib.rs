@@ -35,18 +35,35 @@
 //! `init` runs once, when the host loads the policy; the host then snapshots the
 //! initialized policy and runs every `authorize` call in a fresh copy of it, so
 //! whatever `init` parsed is ready on every call and nothing leaks between calls.
+//!
+//! ## Capabilities
+//!
+//! The host checks what a policy cannot, natively: [`oidc`] tokens against an
+//! issuer's keys, [`password`] hashes, [`kv`] reads of NATS KV buckets,
+//! [`nkey`] signatures. Each must be granted by the operator in the policy's
+//! `[policy.capabilities]`; a policy that calls one it was not granted does not
+//! load, and the error names it. Only the capabilities a policy calls are
+//! imported. In `cargo test` they answer from the doubles in [`testing`].
 
 mod grant;
 mod request;
 
+pub mod kv;
 pub mod log;
+pub mod nkey;
+pub mod oidc;
+pub mod password;
+pub mod testing;
 
 /// Bindings generated from `wit/policy.wit`. Policy authors normally use the
 /// re-exports at the crate root instead.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "policy",
+        // Every capability: a component imports only those its code calls
+        // (the linker drops the others), and the host refuses one whose
+        // operator did not grant it.
+        world: "policy-with-capabilities",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "__export_policy_bindings",

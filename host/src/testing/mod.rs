@@ -40,6 +40,7 @@ pub async fn token_table_registry(xkey: Option<Arc<SealedBoxes>>, deny: DenyMode
     let source = PolicySource {
         wasm: TOKEN_TABLE_WASM.into(),
         settings_json: TOKEN_TABLE_SETTINGS.into(),
+        grants: crate::capability::Grants::none(),
         limits: PolicyLimits {
             timeout: Duration::from_millis(100),
             memory_bytes: 32 << 20,
@@ -214,3 +215,5 @@ impl FakeServer {
         jwt::decode(text).map_err(|e| e.to_string())
     }
 }
+
+pub mod tokens;
