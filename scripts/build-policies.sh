@@ -14,6 +14,7 @@ cargo build --release --locked --target wasm32-wasip2 -p token-table -p oidc -p 
 
 export NATS_CALLOUT=$root/target/release/nats-callout
 sdk/go/build.sh plugins/token-table-go "$out/token_table_go.wasm"
+sdk/go/build.sh plugins/kv-users "$out/kv_users.wasm"
 sdk/go/build.sh tests/policies/echo-go "$out/echo_go.wasm"
 
 (cd plugins/token-table-js && npx --no-install nats-callout-js build src/policy.ts -o "$out/token_table_js.wasm")

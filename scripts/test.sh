@@ -16,10 +16,11 @@ cargo fmt --all --check
 cargo clippy --release --locked --all-targets -- -D warnings
 
 step "Go: format, vet and unit tests"
-unformatted=$("$(go env GOROOT)/bin/gofmt" -l sdk/go/callout sdk/go/internal/registry plugins/token-table-go tests/policies/echo-go)
+unformatted=$("$(go env GOROOT)/bin/gofmt" -l sdk/go/callout sdk/go/internal/registry plugins/token-table-go plugins/kv-users tests/policies/echo-go)
 [ -z "$unformatted" ] || { echo "gofmt needed: $unformatted" >&2; exit 1; }
 (cd sdk/go && go vet ./callout ./internal/registry && go test ./...)
 (cd plugins/token-table-go && go vet . && go test ./...)
+(cd plugins/kv-users && go vet . && go test ./...)
 (cd tests/policies/echo-go && GOOS=wasip1 GOARCH=wasm go vet .)
 
 step "JavaScript/TypeScript: unit tests"

@@ -281,3 +281,262 @@ async fn a_policy_importing_a_capability_it_was_not_granted_does_not_load() {
         "{log}"
     );
 }
+
+/// A password hash of `correct horse battery staple` made by argon2-cffi
+/// (libargon2) at OWASP's floor (m=19456, t=2).
+const ALICE_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bLmcjXHO10ZkfYup/Ctb3w$ABN5U8dtkmbExkmxFbqLMUhgQQy0wxf+dcAc0A5mEEM";
+const ALICE_PASSWORD: &str = "correct horse battery staple";
+
+/// A nats-server with JetStream for the AUTH account (where the callout's
+/// user records live), and an nkey user so it sends clients a nonce.
+fn jetstream_server(
+    keys: &super::harness::Keys,
+    store: &std::path::Path,
+) -> super::harness::NatsServer {
+    super::harness::NatsServer::with_conf(&format!(
+        r#"
+server_name: test
+jetstream {{ store_dir: "{store}" }}
+accounts {{
+  AUTH {{
+    jetstream: enabled
+    users: [ {{ user: auth, password: pwd }}, {{ nkey: {service} }} ]
+  }}
+  APP {{}}
+  OTHER {{}}
+  SYS {{}}
+}}
+system_account: SYS
+authorization {{
+  timeout: 3s
+  auth_callout {{
+    issuer: {issuer}
+    account: AUTH
+    auth_users: [ auth, {service} ]
+  }}
+}}
+"#,
+        store = store.display(),
+        service = keys.service.public_key(),
+        issuer = keys.issuer.public_key(),
+    ))
+}
+
+/// Connects with `options`, retrying for up to `within` until the outcome
+/// is `admitted` (a KV change reaches the host's mirror asynchronously);
+/// returns how long it took.
+async fn until_outcome(
+    url: &str,
+    options: impl Fn() -> ConnectOptions,
+    admitted: bool,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let outcome = connect(url, options()).await.is_ok();
+        if outcome == admitted {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "still {} after {within:?}",
+            if outcome { "admitted" } else { "refused" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_user_records_admit_by_password_hash_and_nkey_and_follow_the_bucket() {
+    let keys = super::harness::Keys::new();
+    let store = tempfile::tempdir().expect("a JetStream store");
+    let server = jetstream_server(&keys, store.path());
+    let admin = connect(
+        &server.url(),
+        ConnectOptions::with_user_and_password("auth".into(), "pwd".into()),
+    )
+    .await
+    .expect("the admin connects");
+    let jetstream = async_nats::jetstream::new(admin);
+    let bucket = |name: &str| async_nats::jetstream::kv::Config {
+        bucket: name.into(),
+        ..Default::default()
+    };
+    let users = jetstream
+        .create_key_value(bucket("users"))
+        .await
+        .expect("bucket users");
+    jetstream
+        .create_key_value(bucket("secrets"))
+        .await
+        .expect("bucket secrets");
+    let record = |account: &str, hash: Option<&str>| {
+        let mut record = json!({
+            "account": account,
+            "publish": ["$SYS.REQ.USER.INFO"],
+            "subscribe": ["_INBOX.>"],
+        });
+        if let Some(hash) = hash {
+            record["password_hash"] = json!(hash);
+        }
+        bytes::Bytes::from(record.to_string())
+    };
+    users
+        .put("alice", record("APP", Some(ALICE_HASH)))
+        .await
+        .expect("put alice");
+    let device = nkeys::KeyPair::new_user();
+    users
+        .put(device.public_key(), record("OTHER", None))
+        .await
+        .expect("put the device");
+
+    let spec = CalloutSpec {
+        policy: "kv-users",
+        settings_toml: "bucket = \"users\"",
+        accounts: &["APP", "OTHER"],
+        ..CalloutSpec::hostile(
+            "",
+            "timeout_ms = 2000\n\n[policy.capabilities]\nnkey = true\n\n[policy.capabilities.password]\n\n[policy.capabilities.kv]\nbuckets = [\"users\"]\n",
+        )
+    };
+    let callout = super::harness::Callout::start(&server.url(), &keys, &spec);
+    callout.wait_for_log("KV mirror is current", Duration::from_secs(10));
+    let url = server.url();
+    let password = |user: &str, password: &str| {
+        let (user, password) = (user.to_string(), password.to_string());
+        move || ConnectOptions::with_user_and_password(user.clone(), password.clone())
+    };
+
+    // A password checked against the record's argon2id hash.
+    let alice = connect(&url, password("alice", ALICE_PASSWORD)())
+        .await
+        .expect("alice's password admits her");
+    assert_eq!(user_info(&alice).await["account"], "APP");
+    assert!(
+        connect(&url, password("alice", "Tr0ub4dor&3")())
+            .await
+            .is_err()
+    );
+    callout.wait_for_log("user \\\"alice\\\": wrong password", Duration::from_secs(5));
+
+    // An nkey client, whose signature of the server's nonce the host checks.
+    let seed = device.seed().expect("a seed");
+    let with_device = || ConnectOptions::with_nkey(seed.clone());
+    let device_client = connect(&url, with_device())
+        .await
+        .expect("the device's nkey admits it");
+    assert_eq!(user_info(&device_client).await["account"], "OTHER");
+    // The same key with a forged signature, as nats-server passes it on.
+    assert_forged_signature_is_refused(server.port, &device.public_key()).await;
+    callout.wait_for_log("nkey refused: bad signature", Duration::from_secs(5));
+
+    // An admin's put admits a new user within a second; a delete refuses it.
+    assert!(
+        connect(&url, password("bob", ALICE_PASSWORD)())
+            .await
+            .is_err()
+    );
+    users
+        .put("bob", record("APP", Some(ALICE_HASH)))
+        .await
+        .expect("put bob");
+    let admitted_after = until_outcome(
+        &url,
+        password("bob", ALICE_PASSWORD),
+        true,
+        Duration::from_secs(1),
+    )
+    .await;
+    users.delete("bob").await.expect("delete bob");
+    let refused_after = until_outcome(
+        &url,
+        password("bob", ALICE_PASSWORD),
+        false,
+        Duration::from_secs(1),
+    )
+    .await;
+    eprintln!(
+        "bob admitted {admitted_after:?} after the put, refused {refused_after:?} after the delete"
+    );
+
+    // A bucket the policy was not granted is refused, even though the
+    // callout's user can read it.
+    let config = callout.dir().join("callout.toml");
+    let text = std::fs::read_to_string(&config).expect("callout.toml");
+    std::fs::write(
+        &config,
+        text.replace("\nbucket = \"users\"", "\nbucket = \"secrets\""),
+    )
+    .expect("rewrite");
+    callout.hangup();
+    callout.wait_for_log("reloaded: new requests", Duration::from_secs(30));
+    assert!(
+        connect(&url, password("alice", ALICE_PASSWORD)())
+            .await
+            .is_err()
+    );
+    callout.wait_for_log(
+        "user records bucket \\\"secrets\\\" is not granted",
+        Duration::from_secs(5),
+    );
+    std::fs::write(&config, text).expect("restore");
+    callout.hangup();
+    until_outcome(
+        &url,
+        password("alice", ALICE_PASSWORD),
+        true,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // The bucket disappears: the host's copy is no longer current, and
+    // every record-based client is refused with the reason.
+    jetstream
+        .delete_key_value("users")
+        .await
+        .expect("delete the bucket");
+    until_outcome(
+        &url,
+        password("alice", ALICE_PASSWORD),
+        false,
+        Duration::from_secs(10),
+    )
+    .await;
+    callout.wait_for_log("user records unavailable", Duration::from_secs(5));
+    assert!(
+        !callout.log().contains(ALICE_PASSWORD),
+        "a password in the log"
+    );
+}
+
+/// Speaks the client protocol by hand: CONNECT with `key` and a signature
+/// that is not its own; nats-server hands it to the callout, which must
+/// refuse it.
+async fn assert_forged_signature_is_refused(port: u16, key: &str) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let info = lines.next_line().await.expect("INFO").expect("a line");
+    assert!(
+        info.contains("\"nonce\""),
+        "the server sends no nonce: {info}"
+    );
+    let forged =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 64]);
+    let connect =
+        json!({"verbose": false, "pedantic": false, "protocol": 1, "nkey": key, "sig": forged});
+    write
+        .write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes())
+        .await
+        .expect("send CONNECT");
+    let answer = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("an answer")
+        .expect("a line")
+        .unwrap_or_default();
+    assert!(answer.contains("Authorization Violation"), "{answer}");
+}

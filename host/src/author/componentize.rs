@@ -46,7 +46,9 @@ pub fn componentize(module: &[u8], path: &Path) -> Result<Vec<u8>, ComponentizeE
     let mut resolve = Resolve::default();
     let package = resolve.push_str("policy.wit", POLICY_WIT).map_err(encode)?;
     let world = resolve
-        .select_world(&[package], Some("policy"))
+        // Every capability: wit-component keeps only the imports the module
+        // uses, so a policy imports just the capabilities it calls.
+        .select_world(&[package], Some("policy-with-capabilities"))
         .map_err(encode)?;
     let mut module = module.to_vec();
     embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8).map_err(encode)?;

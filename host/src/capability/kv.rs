@@ -11,8 +11,9 @@
 //! must not admit anyone from data that may be stale.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::jetstream::kv::Operation;
@@ -27,8 +28,12 @@ use crate::policy::sandbox::CallState;
 use crate::policy::wit::nats::callout::kv::{Host, KvError};
 use crate::serve::nats::{Connection, connect_options};
 
-/// How long a mirror waits before watching again after its watch failed.
+/// How long a mirror waits before reading its bucket again after it
+/// stopped being current; doubled after each failure, up to [`RETRY_MAX`].
 const RETRY: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often a current mirror checks that it keeps up with its bucket.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Every connection's mirrors, by callout (and bucket).
 pub(crate) struct Mirrors {
@@ -38,13 +43,15 @@ pub(crate) struct Mirrors {
     by_callout: Mutex<HashMap<String, Arc<CalloutMirrors>>>,
 }
 
-/// One callout's KV connection and its mirrors.
+/// One callout's KV connection and its mirrors (held by the grants that
+/// use them: a mirror no grant holds ends).
 struct CalloutMirrors {
     client: async_nats::Client,
-    buckets: Mutex<HashMap<String, Arc<Mirror>>>,
+    buckets: Mutex<HashMap<String, Weak<Mirror>>>,
 }
 
 /// A policy's granted buckets.
+#[derive(Clone)]
 pub(crate) struct Buckets {
     mirrors: HashMap<String, Arc<Mirror>>,
 }
@@ -56,6 +63,9 @@ pub(crate) struct Mirror {
     /// The bucket's live keys and values, once current.
     entries: RwLock<HashMap<String, Bytes>>,
     state: RwLock<MirrorState>,
+    /// The client's connection count when the copy became current: a
+    /// reconnect since makes it stale.
+    connects: AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,17 +138,28 @@ impl Mirrors {
 }
 
 impl CalloutMirrors {
-    /// The mirror of `bucket`, started if it is the first grant of it.
+    /// The mirror of `bucket`: the one running, or a new one started.
     fn mirror(&self, bucket: &str, runtime: &Handle) -> Arc<Mirror> {
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        buckets
-            .entry(bucket.to_string())
-            .or_insert_with(|| Mirror::start(bucket, self.client.clone(), runtime))
-            .clone()
+        buckets.retain(|_, mirror| mirror.strong_count() > 0);
+        if let Some(running) = buckets.get(bucket).and_then(Weak::upgrade) {
+            return running;
+        }
+        let mirror = Mirror::start(bucket, self.client.clone(), runtime);
+        buckets.insert(bucket.to_string(), Arc::downgrade(&mirror));
+        mirror
     }
+}
+
+/// Why a mirror stopped following its bucket.
+enum Stopped {
+    /// No policy is granted the bucket any more: the mirror ends.
+    Unused,
+    /// The copy may be stale: read the bucket again.
+    Stale(String),
 }
 
 impl Mirror {
@@ -148,68 +169,120 @@ impl Mirror {
             client,
             entries: RwLock::new(HashMap::new()),
             state: RwLock::new(MirrorState::Loading),
+            connects: AtomicU64::new(0),
         });
-        let weak = Arc::downgrade(&mirror);
+        let running = mirror.clone();
         runtime.spawn(async move {
-            while let Some(mirror) = weak.upgrade() {
-                let failed = mirror.follow().await;
-                tracing::warn!(bucket = %mirror.bucket, reason = %failed, "KV mirror is not current; watching again");
-                mirror.set_state(MirrorState::Failed(failed));
-                drop(mirror);
-                tokio::time::sleep(RETRY).await;
+            let mut retry = RETRY;
+            let mut last_reason = String::new();
+            loop {
+                let followed_since = Instant::now();
+                let reason = match running.follow().await {
+                    Stopped::Unused => return,
+                    Stopped::Stale(reason) => reason,
+                };
+                // Logged once per reason, not once per attempt.
+                if reason != last_reason {
+                    tracing::warn!(bucket = %running.bucket, %reason, "KV mirror is not current; reading the bucket again");
+                    last_reason.clone_from(&reason);
+                }
+                running.set_state(MirrorState::Failed(reason));
+                if followed_since.elapsed() > RETRY_MAX {
+                    retry = RETRY;
+                }
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
+                if Arc::strong_count(&running) == 1 {
+                    return;
+                }
             }
         });
         mirror
     }
 
-    /// Reads the bucket and follows its changes; returns why it stopped.
-    async fn follow(&self) -> String {
+    /// The connections the client has made so far (1 + reconnects).
+    fn connects(&self) -> u64 {
+        self.client.statistics().connects.load(Ordering::Relaxed)
+    }
+
+    /// Reads the bucket, then follows its changes, checking every
+    /// [`CHECK_EVERY`] that it keeps up; returns why it stopped. A copy is
+    /// current once it holds every value up to the stream's last sequence
+    /// when the read began, and stays current while no reconnect happened
+    /// (a reconnected watch resumes silently: what it missed meanwhile would
+    /// be served stale) and while it is at most one check behind the stream.
+    async fn follow(self: &Arc<Self>) -> Stopped {
+        let stale = |why: String| Stopped::Stale(why);
         let context = jetstream::new(self.client.clone());
         let store = match context.get_key_value(&self.bucket).await {
             Ok(store) => store,
-            Err(e) => return format!("bucket {:?} cannot be read: {e}", self.bucket),
+            Err(e) => return stale(format!("bucket {:?} cannot be read: {e}", self.bucket)),
         };
+        let target = match store.status().await {
+            Ok(status) => status.info.state.last_sequence,
+            Err(e) => return stale(format!("bucket {:?} has no status: {e}", self.bucket)),
+        };
+        // Connected by now (JetStream answered): a later reconnect makes
+        // the copy stale.
+        let connects = self.connects();
         let mut watch = match store.watch_with_history(">").await {
             Ok(watch) => watch,
-            Err(e) => return format!("cannot watch bucket {:?}: {e}", self.bucket),
+            Err(e) => return stale(format!("cannot watch bucket {:?}: {e}", self.bucket)),
         };
-        // A watch delivers nothing for an empty bucket: current at once.
-        let mut current = matches!(store.status().await, Ok(status) if status.values() == 0);
-        let mut fresh = HashMap::new();
-        if current {
-            self.replace(std::mem::take(&mut fresh));
+        let mut fresh = Some(HashMap::new());
+        let mut applied = 0u64;
+        if target == 0 {
+            self.replace(fresh.take().unwrap_or_default(), connects);
         }
-        while let Some(entry) = watch.next().await {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => return format!("the watch of bucket {:?} failed: {e}", self.bucket),
-            };
-            let live = entry.operation == Operation::Put;
-            if current {
-                let mut entries = self.write_entries();
-                if live {
-                    entries.insert(entry.key, entry.value);
-                } else {
-                    entries.remove(&entry.key);
+        let mut checks = tokio::time::interval(CHECK_EVERY);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        checks.tick().await;
+        // The stream's last sequence at the previous check.
+        let mut previous_last: Option<u64> = None;
+        loop {
+            tokio::select! {
+                entry = watch.next() => {
+                    let entry = match entry {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(e)) => return stale(format!("the watch of bucket {:?} failed: {e}", self.bucket)),
+                        None => return stale(format!("the watch of bucket {:?} ended", self.bucket)),
+                    };
+                    applied = applied.max(entry.revision);
+                    let live = entry.operation == Operation::Put;
+                    match fresh.as_mut() {
+                        Some(fresh) => apply(fresh, entry.key, entry.value, live),
+                        None => apply(&mut self.write_entries(), entry.key, entry.value, live),
+                    }
+                    if fresh.is_some() && applied >= target {
+                        self.replace(fresh.take().unwrap_or_default(), connects);
+                    }
                 }
-            } else {
-                if live {
-                    fresh.insert(entry.key, entry.value);
-                } else {
-                    fresh.remove(&entry.key);
-                }
-                if entry.seen_current || entry.delta == 0 {
-                    current = true;
-                    self.replace(std::mem::take(&mut fresh));
+                _ = checks.tick() => {
+                    if Arc::strong_count(self) == 1 {
+                        return Stopped::Unused;
+                    }
+                    if self.connects() != connects {
+                        return stale("the connection to NATS was re-established".into());
+                    }
+                    let last = match store.status().await {
+                        Ok(status) => status.info.state.last_sequence,
+                        Err(e) => return stale(format!("JetStream does not answer for bucket {:?}: {e}", self.bucket)),
+                    };
+                    // Once current, it must have reached where the stream
+                    // was one check ago (a first read may take longer).
+                    if fresh.is_none() && previous_last.is_some_and(|previous| applied < previous) {
+                        return stale(format!("the watch of bucket {:?} fell behind the stream", self.bucket));
+                    }
+                    previous_last = Some(last);
                 }
             }
         }
-        format!("the watch of bucket {:?} ended", self.bucket)
     }
 
-    fn replace(&self, entries: HashMap<String, Bytes>) {
+    fn replace(&self, entries: HashMap<String, Bytes>, connects: u64) {
         let count = entries.len();
         *self.write_entries() = entries;
+        self.connects.store(connects, Ordering::Relaxed);
         self.set_state(MirrorState::Current);
         tracing::info!(bucket = %self.bucket, keys = count, "KV mirror is current");
     }
@@ -251,6 +324,15 @@ impl Mirror {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(entries.get(key).map(|value| value.to_vec()))
+    }
+}
+
+/// Puts or removes `key` in `entries`.
+fn apply(entries: &mut HashMap<String, Bytes>, key: String, value: Bytes, live: bool) {
+    if live {
+        entries.insert(key, value);
+    } else {
+        entries.remove(&key);
     }
 }
 

@@ -84,7 +84,7 @@ impl fmt::Display for Capability {
 }
 
 /// The capabilities one policy was granted, handed to each of its calls.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Grants {
     nkey: bool,
     password: Option<password::Passwords>,
@@ -107,6 +107,18 @@ impl Grants {
     /// No capability: a policy that imports none.
     pub fn none() -> Arc<Grants> {
         Arc::new(Grants::default())
+    }
+
+    /// The same grants for a shadow policy, which must never cost the
+    /// enforcing policy anything: its password checks take a hashing slot
+    /// only when one is free, and its tokens never make an issuer's keys
+    /// be fetched again.
+    pub fn for_shadow(&self) -> Arc<Grants> {
+        Arc::new(Grants {
+            password: self.password.as_ref().map(password::Passwords::for_shadow),
+            oidc: self.oidc.as_ref().map(oidc::Verifier::for_shadow),
+            ..self.clone()
+        })
     }
 
     /// Whether `capability` is granted.
@@ -158,6 +170,7 @@ pub enum GrantError {
 /// reload neither refetches nor reloads what did not change.
 pub struct Services {
     hashing: Arc<Semaphore>,
+    hashes_in_flight: usize,
     mirrors: kv::Mirrors,
     issuers: oidc::Issuers,
 }
@@ -168,6 +181,7 @@ impl Services {
     pub fn new(hashes_in_flight: usize, runtime: tokio::runtime::Handle) -> Services {
         Services {
             hashing: Arc::new(Semaphore::new(hashes_in_flight.max(1))),
+            hashes_in_flight: hashes_in_flight.max(1),
             mirrors: kv::Mirrors::new(runtime.clone()),
             issuers: oidc::Issuers::new(runtime),
         }
@@ -184,10 +198,9 @@ impl Services {
         if !config.any() {
             return Ok(Grants::none());
         }
-        let password = config
-            .password
-            .as_ref()
-            .map(|floors| password::Passwords::new(floors.clone(), self.hashing.clone()));
+        let password = config.password.as_ref().map(|floors| {
+            password::Passwords::new(floors.clone(), self.hashing.clone(), self.hashes_in_flight)
+        });
         let kv = match &config.kv {
             Some(kv) => Some(self.mirrors.buckets(callout, &kv.buckets, metrics).await?),
             None => None,

@@ -55,8 +55,12 @@ pub(crate) struct Issuers {
 }
 
 /// A policy's trusted issuers.
+#[derive(Clone)]
 pub(crate) struct Verifier {
     issuers: Vec<Arc<Issuer>>,
+    /// Whether a token naming an unknown key may fetch the keys again
+    /// (not a shadow's: it must not use up the enforcing calls' refetches).
+    may_refetch: bool,
 }
 
 /// One issuer: its rules, where its keys come from and the keys held.
@@ -135,7 +139,10 @@ impl Issuers {
             };
             issuers.push(issuer);
         }
-        Ok(Verifier { issuers })
+        Ok(Verifier {
+            issuers,
+            may_refetch: true,
+        })
     }
 }
 
@@ -239,9 +246,10 @@ impl Issuer {
         // On the service's runtime, and to its end even when the call that
         // asked is cancelled by its deadline: the keys serve the next calls.
         self.runtime.spawn(async move {
+            // Whatever happens to this task, the fetch is over when it ends.
+            let _over = FetchOver(issuer.clone());
             let fetched = fetch_keys(&client, &issuer.config.issuer, jwks_url.as_deref()).await;
             let mut state = issuer.fetch_state();
-            state.running = false;
             match fetched {
                 Ok(keys) => {
                     tracing::info!(issuer = %issuer.config.issuer, keys = keys.keys.len(), "OIDC issuer keys fetched");
@@ -256,33 +264,32 @@ impl Issuer {
                     state.last_error = Some(reason);
                 }
             }
-            drop(state);
-            issuer.fetched.send_modify(|generation| *generation += 1);
         });
         true
     }
 
     /// The key for a token of `algorithm` naming `kid`, fetching the keys
-    /// again if none has it.
+    /// again if none has it (when `may_refetch`).
     async fn key(
         self: &Arc<Self>,
         kid: Option<&str>,
         algorithm: Algorithm,
+        may_refetch: bool,
     ) -> Result<(Arc<KeySet>, usize), TokenError> {
         let mut fetched = self.fetched.subscribe();
         let keys = self.keys();
         if let Some(found) = keys.find(kid, algorithm)? {
             return Ok((keys, found));
         }
-        if self.start_fetch(false) {
+        if may_refetch && self.start_fetch(false) {
             // Cancelled with the call if it outlasts the deadline.
             let _ = fetched.changed().await;
-            let keys = self.keys();
-            if let Some(found) = keys.find(kid, algorithm)? {
-                return Ok((keys, found));
-            }
         }
+        // Again, also when no fetch was started: one may have ended since.
         let keys = self.keys();
+        if let Some(found) = keys.find(kid, algorithm)? {
+            return Ok((keys, found));
+        }
         if keys.keys.is_empty() {
             let why = self
                 .fetch_state()
@@ -309,7 +316,12 @@ impl Issuer {
 
     /// Checks `token` (whose header is `header`) with this issuer's keys
     /// and rules; returns its claims.
-    async fn verify(self: &Arc<Self>, token: &str, header: &Header) -> Result<String, TokenError> {
+    async fn verify(
+        self: &Arc<Self>,
+        token: &str,
+        header: &Header,
+        may_refetch: bool,
+    ) -> Result<String, TokenError> {
         let algorithm = Algorithm::from_str(&header.alg)
             .ok()
             .filter(|a| self.algorithms.contains(a))
@@ -320,7 +332,9 @@ impl Issuer {
                     self.config.issuer
                 ))
             })?;
-        let (keys, index) = self.key(header.kid.as_deref(), algorithm).await?;
+        let (keys, index) = self
+            .key(header.kid.as_deref(), algorithm, may_refetch)
+            .await?;
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&self.config.audiences);
@@ -331,6 +345,17 @@ impl Issuer {
             jsonwebtoken::decode::<serde_json::Value>(token, &keys.keys[index].key, &validation)
                 .map_err(|e| refused(e.kind()))?;
         Ok(decoded.claims.to_string())
+    }
+}
+
+/// Marks an issuer's fetch as over when dropped (the fetch task's end, even
+/// by a panic): later calls may fetch, and the calls waiting wake.
+struct FetchOver(Arc<Issuer>);
+
+impl Drop for FetchOver {
+    fn drop(&mut self) {
+        self.0.fetch_state().running = false;
+        self.0.fetched.send_modify(|generation| *generation += 1);
     }
 }
 
@@ -464,7 +489,15 @@ fn http_client(config: &OidcIssuerConfig) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .connect_timeout(FETCH_TIMEOUT / 2)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 3 {
+                attempt.error("more than 3 redirects")
+            } else if let Err(refused) = secure_url("a redirect", attempt.url().as_str()) {
+                attempt.error(refused)
+            } else {
+                attempt.follow()
+            }
+        }))
         .user_agent(concat!("nats-callout/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &config.ca_file {
         let pem = std::fs::read(path)
@@ -560,6 +593,14 @@ struct UnverifiedIssuer {
 }
 
 impl Verifier {
+    /// The same issuers, never fetching their keys on a shadow's behalf.
+    pub(crate) fn for_shadow(&self) -> Verifier {
+        Verifier {
+            may_refetch: false,
+            ..self.clone()
+        }
+    }
+
     /// Verifies `token` against the granted issuer its `iss` names.
     pub(crate) async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let malformed = |why: &str| TokenError::Malformed(why.to_string());
@@ -598,7 +639,7 @@ impl Verifier {
                     printable(&iss, QUOTED_BYTES)
                 ))
             })?;
-        let claims = issuer.verify(token, &header).await?;
+        let claims = issuer.verify(token, &header, self.may_refetch).await?;
         Ok(VerifiedToken {
             issuer: iss,
             claims,

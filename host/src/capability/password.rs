@@ -31,19 +31,30 @@ use crate::config::PasswordConfig;
 use crate::policy::sandbox::CallState;
 use crate::policy::wit::nats::callout::password::{Host, PasswordError};
 
-/// The largest argon2 memory the host computes, in KiB (256 MiB).
-const ARGON2_MAX_MEMORY_KIB: u32 = 256 * 1024;
+/// The largest argon2 memory the host computes, in KiB (64 MiB: OWASP's
+/// recommendations stay under 47 MiB).
+const ARGON2_MAX_MEMORY_KIB: u32 = 64 * 1024;
 /// The largest argon2 work: memory (KiB) times passes (about a second).
 const ARGON2_MAX_WORK: u64 = 1 << 20;
 /// The largest scrypt memory, 128·r·N bytes, times its parallelism.
-const SCRYPT_MAX_BYTES: u64 = 256 << 20;
-const BCRYPT_MAX_COST: u32 = 16;
-const PBKDF2_MAX_ITERATIONS: u32 = 10_000_000;
+const SCRYPT_MAX_BYTES: u64 = 64 << 20;
+/// bcrypt's cost 14 and 2 million pbkdf2-sha256 rounds: about a second.
+const BCRYPT_MAX_COST: u32 = 14;
+const PBKDF2_MAX_ITERATIONS: u32 = 2_000_000;
 
-/// A policy's password grant: the floors, and the process's hashing slots.
+/// A policy's password grant: the floors, and the hashing slots.
+#[derive(Clone)]
 pub(crate) struct Passwords {
     floors: PasswordConfig,
+    /// The process's slots.
     slots: Arc<Semaphore>,
+    /// This policy's share of them: all but one, so no policy's hashes
+    /// (chosen by the policy, so as costly as the ceilings allow) take
+    /// every slot.
+    own: Arc<Semaphore>,
+    /// A shadow's checks take a free slot or fail: a candidate must never
+    /// make an enforcing call wait.
+    shadow: bool,
 }
 
 /// A hash read and checked against the floors and ceilings, ready to compute.
@@ -61,20 +72,45 @@ enum Checked {
 }
 
 impl Passwords {
-    pub(crate) fn new(floors: PasswordConfig, slots: Arc<Semaphore>) -> Passwords {
-        Passwords { floors, slots }
+    pub(crate) fn new(floors: PasswordConfig, slots: Arc<Semaphore>, total: usize) -> Passwords {
+        Passwords {
+            floors,
+            slots,
+            own: Arc::new(Semaphore::new(total.saturating_sub(1).max(1))),
+            shadow: false,
+        }
+    }
+
+    /// The same grant for a shadow policy.
+    pub(crate) fn for_shadow(&self) -> Passwords {
+        Passwords {
+            shadow: true,
+            ..self.clone()
+        }
     }
 
     /// Whether `password` matches `hash`, computed on the blocking pool once
     /// a hashing slot is free.
     pub(crate) async fn verify(&self, password: &str, hash: &str) -> Result<bool, PasswordError> {
         let checked = check(hash, &self.floors)?;
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::MalformedHash("the host is shutting down".into()))?;
+        let closed = |_| PasswordError::MalformedHash("the host is shutting down".into());
+        let slot = if self.shadow {
+            match (
+                self.own.clone().try_acquire_owned(),
+                self.slots.clone().try_acquire_owned(),
+            ) {
+                (Ok(own), Ok(shared)) => (own, shared),
+                _ => {
+                    return Err(PasswordError::MalformedHash(
+                        "no hashing slot free for a shadow policy".into(),
+                    ));
+                }
+            }
+        } else {
+            let own = self.own.clone().acquire_owned().await.map_err(closed)?;
+            let shared = self.slots.clone().acquire_owned().await.map_err(closed)?;
+            (own, shared)
+        };
         let password = password.to_owned();
         // The slot goes with the work: a call cancelled by its deadline
         // leaves the hash to finish, still counted.
@@ -149,14 +185,21 @@ fn check(hash: &str, floors: &PasswordConfig) -> Result<Checked, PasswordError> 
         "scrypt" => {
             let (log_n, r, p) = (param("ln")?, param("r")?, param("p")?);
             at_least_u64("scrypt ln", log_n, floors.scrypt_min_log_n.into())?;
-            let bytes = 1u64
-                .checked_shl(u32::try_from(log_n).unwrap_or(u32::MAX))
-                .and_then(|n| n.checked_mul(128 * r))
-                .and_then(|memory| memory.checked_mul(p.max(1)))
-                .unwrap_or(u64::MAX);
+            let memory = |log_n: u64| {
+                1u64.checked_shl(u32::try_from(log_n).unwrap_or(u32::MAX))
+                    .and_then(|n| n.checked_mul(128u64.saturating_mul(r)))
+                    .unwrap_or(u64::MAX)
+            };
+            // The floor is on memory (OWASP's r = 8): N alone would let
+            // r = 1 pass at an eighth of it.
+            let floor = 1u64
+                .checked_shl(floors.scrypt_min_log_n.into())
+                .map_or(u64::MAX, |n| n.saturating_mul(128 * 8));
+            at_least_u64("scrypt memory (128·r·2^ln bytes)", memory(log_n), floor)?;
+            let total = memory(log_n).saturating_mul(p.max(1));
             at_most_u64(
                 "scrypt memory (128·r·2^ln·p bytes)",
-                bytes,
+                total,
                 SCRYPT_MAX_BYTES,
             )?;
         }
@@ -226,8 +269,9 @@ fn passlib_base64() -> GeneralPurpose {
 /// Computes the hash of `password` and compares, in constant time.
 fn compute(checked: &Checked, password: &str) -> Result<bool, PasswordError> {
     match checked {
+        // bcrypt's errors quote the hash: never shown.
         Checked::Bcrypt(hash) => bcrypt::verify(password, hash)
-            .map_err(|e| PasswordError::MalformedHash(format!("bcrypt: {e}"))),
+            .map_err(|_| PasswordError::MalformedHash("not a well-formed bcrypt hash".into())),
         Checked::PasslibPbkdf2 { rounds, salt, hash } => Ok(aws_lc_rs::pbkdf2::verify(
             aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
             *rounds,
@@ -368,7 +412,7 @@ mod tests {
     ];
 
     fn passwords(floors: PasswordConfig) -> Passwords {
-        Passwords::new(floors, Arc::new(Semaphore::new(2)))
+        Passwords::new(floors, Arc::new(Semaphore::new(2)), 2)
     }
 
     #[tokio::test]
@@ -402,6 +446,26 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_shadow_never_waits_for_a_hashing_slot_and_errors_never_quote_a_hash() {
+        let slots = Arc::new(Semaphore::new(1));
+        let passwords = Passwords::new(PasswordConfig::default(), slots.clone(), 1);
+        let shadow = passwords.for_shadow();
+        let busy = slots.clone().try_acquire_owned().unwrap();
+        let refused = shadow.verify(RIGHT, VECTORS[2].1).await;
+        assert!(
+            matches!(refused, Err(PasswordError::MalformedHash(why)) if why.contains("shadow"))
+        );
+        drop(busy);
+        assert_eq!(shadow.verify(RIGHT, VECTORS[2].1).await, Ok(true));
+        // bcrypt's own error quotes the hash; ours does not.
+        let truncated = &VECTORS[2].1[..VECTORS[2].1.len() - 1];
+        match passwords.verify(RIGHT, truncated).await {
+            Err(PasswordError::MalformedHash(why)) => assert!(!why.contains("C52M1mRT"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn costly_and_malformed_hashes_are_refused_without_computing() {
         let floors = PasswordConfig::default();
@@ -422,6 +486,11 @@ mod tests {
         );
         assert!(refused("plaintext").contains("not a PHC string"));
         assert!(refused("$2b$x$abc").contains("bcrypt"));
+        // scrypt's floor is on memory: r = 1 at ln = 15 is an eighth of it.
+        let weak_r = "$scrypt$ln=15,r=1,p=1$AAECAwQFBgcICQoLDA0ODw$eo40JB24mNWRdcaWU4xBdGepdf/laQaEJfFhiNMVnFg";
+        assert!(
+            matches!(check(weak_r, &floors), Err(PasswordError::TooCheap(why)) if why.contains("scrypt memory"))
+        );
         // A refusal never quotes the hash.
         let hash = VECTORS[0].1.replace("m=19456", "m=oops");
         assert!(!refused(&hash).contains("bLmcjXHO10ZkfYup"));

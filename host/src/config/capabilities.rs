@@ -219,6 +219,12 @@ impl OidcIssuerConfig {
         if self.refresh_secs < 10 {
             return Err("refresh_secs is below 10".into());
         }
+        if self.leeway_secs > 600 {
+            return Err(format!(
+                "leeway_secs = {} is above 600: clocks that far apart need fixing, not a leeway",
+                self.leeway_secs
+            ));
+        }
         Ok(())
     }
 

@@ -286,7 +286,7 @@ impl Parts {
         ) else {
             return None;
         };
-        source.grants = grants.clone();
+        source.grants = grants.for_shadow();
         let loaded = Decider::load(
             &self.sandbox,
             &source,

@@ -55,6 +55,10 @@ enum TokenFrom {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Rule {
+    /// Only tokens of this issuer (when several are granted, so one
+    /// provider's `sub` never lands in another's subjects).
+    #[serde(default)]
+    issuer: Option<String>,
     #[serde(default)]
     claim: Option<String>,
     #[serde(default)]
@@ -115,7 +119,7 @@ impl Policy for OidcBroker {
             .settings
             .rules
             .iter()
-            .find(|rule| rule.matches(&claims))
+            .find(|rule| rule.matches(&verified.issuer, &claims))
         else {
             return Decision::deny("no rule matches the token's claims");
         };
@@ -138,7 +142,14 @@ impl OidcBroker {
 }
 
 impl Rule {
-    fn matches(&self, claims: &Value) -> bool {
+    fn matches(&self, issuer: &str, claims: &Value) -> bool {
+        if self
+            .issuer
+            .as_deref()
+            .is_some_and(|wanted| wanted != issuer)
+        {
+            return false;
+        }
         let Some(path) = &self.claim else {
             return true;
         };
@@ -162,10 +173,14 @@ impl Rule {
             .publish(fill_all(&self.publish)?)
             .subscribe(fill_all(&self.subscribe)?);
         if let Some(name) = &self.name {
-            grant = grant.named(fill(name, claims)?);
+            grant = grant.named(fill_name(name, claims)?);
         }
-        // The connection ends when the token does.
-        if let Some(expires) = claims.get("exp").and_then(Value::as_u64) {
+        // The connection ends when the token does (`exp` may be fractional).
+        let expires = claims.get("exp").and_then(|exp| {
+            exp.as_u64()
+                .or_else(|| exp.as_f64().map(|secs| secs as u64))
+        });
+        if let Some(expires) = expires {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs());
@@ -197,6 +212,33 @@ fn text(value: &Value) -> Option<String> {
 /// `pattern` with each `{{claim}}` replaced by the claim's value, which must
 /// be one subject token.
 fn fill(pattern: &str, claims: &Value) -> Result<String, String> {
+    substitute(pattern, claims, "a single subject token", |value| {
+        !value.is_empty()
+            && !value.contains(|c: char| {
+                matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control()
+            })
+    })
+}
+
+/// A user name from `pattern`: any claim without control characters (an
+/// email, a dotted name), since a name is shown, never matched.
+fn fill_name(pattern: &str, claims: &Value) -> Result<String, String> {
+    substitute(
+        pattern,
+        claims,
+        "a name (it has control characters)",
+        |value| !value.contains(char::is_control),
+    )
+}
+
+/// `pattern` with each `{{claim}}` replaced by the claim's value, when
+/// `acceptable` (else refused, never substituted).
+fn substitute(
+    pattern: &str,
+    claims: &Value,
+    what: &str,
+    acceptable: impl Fn(&str) -> bool,
+) -> Result<String, String> {
     let mut filled = String::with_capacity(pattern.len());
     let mut rest = pattern;
     while let Some(start) = rest.find("{{") {
@@ -207,13 +249,9 @@ fn fill(pattern: &str, claims: &Value) -> Result<String, String> {
         let value = claim(claims, name)
             .and_then(text)
             .ok_or_else(|| format!("the token has no text claim {name:?} for {pattern:?}"))?;
-        if value.is_empty()
-            || value.contains(|c: char| {
-                matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control()
-            })
-        {
+        if !acceptable(&value) {
             return Err(format!(
-                "the claim {name:?} is not a single subject token; refused rather than substituted"
+                "the claim {name:?} is not {what}; refused rather than substituted"
             ));
         }
         filled.push_str(&rest[..start]);
@@ -310,6 +348,35 @@ mod tests {
         assert!(
             denied(policy.authorize(&AuthRequest::for_test().with_token("nameless")))
                 .contains("preferred_username")
+        );
+    }
+
+    #[test]
+    fn rules_may_name_their_issuer_and_names_may_hold_dots() {
+        testing::reset();
+        let settings = r#"{"rules": [
+            {"issuer": "https://a", "account": "A", "publish": ["a.{{sub}}.>"], "name": "{{email}}"},
+            {"issuer": "https://b", "account": "B", "publish": ["b.{{sub}}.>"]}
+        ]}"#;
+        let policy = OidcBroker::init(settings).unwrap();
+        let claims = r#"{"sub": "x", "email": "x.y@example.com", "exp": 4102444800.5}"#;
+        testing::accept_token("from-a", "https://a", claims);
+        testing::accept_token("from-b", "https://b", claims);
+        testing::accept_token("from-c", "https://c", claims);
+        let a = allowed(policy.authorize(&AuthRequest::for_test().with_token("from-a")));
+        assert_eq!(
+            (a.account.as_str(), a.name.as_deref()),
+            ("A", Some("x.y@example.com"))
+        );
+        assert!(
+            a.expires_in_secs.is_some(),
+            "a fractional exp still ends the connection"
+        );
+        let b = allowed(policy.authorize(&AuthRequest::for_test().with_token("from-b")));
+        assert_eq!(b.publish.allow, ["b.x.>"]);
+        assert!(
+            denied(policy.authorize(&AuthRequest::for_test().with_token("from-c")))
+                .contains("no rule")
         );
     }
 

@@ -144,3 +144,14 @@ func (r *Request) WithClientHost(host string) *Request {
 	copied.ClientInfo.Host = Some(host)
 	return &copied
 }
+
+// WithNkey returns the request of a client that answered the server's
+// nonce with its nkey and signature.
+func (r *Request) WithNkey(key, nonce, signature string) *Request {
+	copied := *r
+	copied.ConnectOpts.Nkey = Some(key)
+	copied.ConnectOpts.Sig = Some(signature)
+	copied.ClientInfo.Nonce = Some(nonce)
+	copied.ClientInfo.User = Some(key)
+	return &copied
+}

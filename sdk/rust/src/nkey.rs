@@ -27,16 +27,23 @@ pub fn verify(key: &str, message: &[u8], signature: &str) -> Result<(), NkeyErro
 }
 
 /// The client's public nkey, once its signature of the server's nonce is
-/// checked: `Ok(None)` when the client sent no nkey (or the server no
-/// nonce), an error when the signature does not verify.
+/// checked: `Ok(None)` when the client sent no nkey; an error when it sent
+/// one that nothing proves (no nonce from the server, no signature) or
+/// whose signature does not verify.
 pub fn verified_client_key(request: &AuthRequest) -> Result<Option<&str>, NkeyError> {
-    let (Some(key), Some(nonce)) = (
-        request.connect_opts.nkey.as_deref(),
-        request.client_info.nonce.as_deref(),
-    ) else {
+    let Some(key) = request.connect_opts.nkey.as_deref() else {
         return Ok(None);
     };
-    let signature = request.connect_opts.sig.as_deref().unwrap_or_default();
+    let Some(nonce) = request.client_info.nonce.as_deref() else {
+        return Err(NkeyError::MalformedSignature(
+            "the server sent the client no nonce to sign (in config mode it sends one only when an nkey user is configured)".into(),
+        ));
+    };
+    let Some(signature) = request.connect_opts.sig.as_deref() else {
+        return Err(NkeyError::MalformedSignature(
+            "the client sent an nkey without a signature".into(),
+        ));
+    };
     verify(key, nonce.as_bytes(), signature)?;
     Ok(Some(key))
 }

@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut resolve = Resolve::default();
     let (package_id, _) = resolve.push_dir(wit)?;
-    let world = resolve.select_world(&[package_id], Some("policy"))?;
+    let world = resolve.select_world(&[package_id], Some("policy-with-capabilities"))?;
     let mut generator = wit_bindgen_go::Opts {
         generate_stubs: true,
         pkg_name: Some(package.clone()),
