@@ -10,6 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::author::{check, componentize, kit};
 use crate::authz::{Accounts, GrantRules};
+use crate::capability::Grants;
+use crate::capability::fixture::Fixture;
 use crate::config::Config;
 use crate::keys;
 use crate::policy::cache::CompiledCache;
@@ -79,9 +81,14 @@ struct CheckArgs {
     /// The request: the `nats` object of an authorization request, as JSON.
     #[arg(long, required_unless_present = "kit")]
     request: Option<PathBuf>,
+    /// The capabilities' data (KV entries, OIDC key sets...), as JSON: what
+    /// the policy's capabilities answer from, offline. A kit reads its own
+    /// `capabilities.json`.
+    #[arg(long)]
+    capabilities: Option<PathBuf>,
     /// Run a conformance kit instead: a folder of request fixtures with
     /// their expected decisions (see tests/conformance/README.md).
-    #[arg(long, conflicts_with_all = ["request", "settings", "repeat", "accounts", "default_lifetime_secs", "max_lifetime_secs"])]
+    #[arg(long, conflicts_with_all = ["request", "settings", "capabilities", "repeat", "accounts", "default_lifetime_secs", "max_lifetime_secs"])]
     kit: Option<PathBuf>,
     /// Accounts the policy may grant (comma-separated); default: any.
     #[arg(long, value_delimiter = ',')]
@@ -178,12 +185,21 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     };
     let request_json = std::fs::read_to_string(request)
         .with_context(|| format!("cannot read request {}", request.display()))?;
+    let grants = match &args.capabilities {
+        Some(path) => {
+            let fixture = Fixture::read(path)?;
+            runtime
+                .block_on(async { fixture.grants() })
+                .with_context(|| format!("{}", path.display()))?
+        }
+        None => Grants::none(),
+    };
     let report = runtime.block_on(check::run(check::CheckInput {
         source: PolicySource {
             wasm: args.policy,
             settings_json,
             limits,
-            grants: crate::capability::Grants::none(),
+            grants,
         },
         request_json,
         rules: GrantRules {

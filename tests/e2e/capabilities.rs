@@ -391,14 +391,18 @@ async fn kv_user_records_admit_by_password_hash_and_nkey_and_follow_the_bucket()
         .await
         .expect("put the device");
 
+    // The golden kit answers from its own capability data, while the
+    // bucket's mirror is still loading.
+    let golden = super::harness::workspace().join("tests/conformance/kv-users");
+    let kv_policy_toml = format!(
+        "timeout_ms = 2000\ngolden_kit = \"{}\"\n\n[policy.capabilities]\nnkey = true\n\n[policy.capabilities.password]\n\n[policy.capabilities.kv]\nbuckets = [\"users\"]\n",
+        golden.display()
+    );
     let spec = CalloutSpec {
         policy: "kv-users",
         settings_toml: "bucket = \"users\"",
         accounts: &["APP", "OTHER"],
-        ..CalloutSpec::hostile(
-            "",
-            "timeout_ms = 2000\n\n[policy.capabilities]\nnkey = true\n\n[policy.capabilities.password]\n\n[policy.capabilities.kv]\nbuckets = [\"users\"]\n",
-        )
+        ..CalloutSpec::hostile("", &kv_policy_toml)
     };
     let callout = super::harness::Callout::start(&server.url(), &keys, &spec);
     callout.wait_for_log("KV mirror is current", Duration::from_secs(10));
@@ -464,11 +468,13 @@ async fn kv_user_records_admit_by_password_hash_and_nkey_and_follow_the_bucket()
     // callout's user can read it.
     let config = callout.dir().join("callout.toml");
     let text = std::fs::read_to_string(&config).expect("callout.toml");
-    std::fs::write(
-        &config,
-        text.replace("\nbucket = \"users\"", "\nbucket = \"secrets\""),
-    )
-    .expect("rewrite");
+    // (Without the golden kit, whose cases read "users" and would refuse
+    // this reload.)
+    let golden_line = format!("golden_kit = \"{}\"\n", golden.display());
+    let secrets = text
+        .replace("\nbucket = \"users\"", "\nbucket = \"secrets\"")
+        .replace(&golden_line, "");
+    std::fs::write(&config, secrets).expect("rewrite");
     callout.hangup();
     callout.wait_for_log("reloaded: new requests", Duration::from_secs(30));
     assert!(

@@ -47,10 +47,13 @@ fn the_kit_passes_for_rust() {
     conformance("token-table", "token-table");
     conformance("echo-policy", "echo");
     conformance("echo-policy", "sandbox");
+    // Capabilities, offline: each kit's capabilities.json is the data.
+    conformance("oidc", "oidc");
 }
 
 #[test]
 fn the_kit_passes_for_go() {
+    conformance("kv-users", "kv-users");
     conformance("token-table-go", "token-table");
     conformance("echo-go", "echo");
     conformance("echo-go", "sandbox");
@@ -68,6 +71,50 @@ fn the_kit_passes_for_python() {
     conformance("token-table-py", "token-table");
     conformance("echo-py", "echo");
     conformance("echo-py", "sandbox");
+}
+
+/// `check --capabilities` answers one request from the capabilities' data,
+/// and without it the policy does not load, naming what it imports.
+#[test]
+fn check_answers_from_capability_data() {
+    let kit = workspace().join("tests/conformance/kv-users");
+    let wasm = policy_wasm("kv-users");
+    let dir = tempfile::tempdir().expect("a folder");
+    let request = dir.path().join("request.json");
+    let case: Value = serde_json::from_str(
+        &std::fs::read_to_string(kit.join("cases/password-right.json")).expect("the case"),
+    )
+    .expect("JSON");
+    std::fs::write(&request, case["request"].to_string()).expect("write the request");
+    let args = |capabilities: bool| {
+        let mut args = vec![
+            "check".to_string(),
+            "--policy".into(),
+            wasm.to_string_lossy().into_owned(),
+            "--settings".into(),
+            kit.join("settings.json").to_string_lossy().into_owned(),
+            "--request".into(),
+            request.to_string_lossy().into_owned(),
+            "--timeout-ms".into(),
+            "5000".into(),
+        ];
+        if capabilities {
+            args.push("--capabilities".into());
+            args.push(kit.join("capabilities.json").to_string_lossy().into_owned());
+        }
+        args
+    };
+    let with_data = run_cli(&args(true).iter().map(String::as_str).collect::<Vec<_>>());
+    let report = String::from_utf8_lossy(&with_data.stdout);
+    assert!(with_data.status.success(), "{report}");
+    assert!(report.contains("\"account\": \"APP\""), "{report}");
+    let without = run_cli(&args(false).iter().map(String::as_str).collect::<Vec<_>>());
+    let error = String::from_utf8_lossy(&without.stderr);
+    assert!(!without.status.success());
+    assert!(
+        error.contains("imports the capability nats:callout/nkey"),
+        "{error}"
+    );
 }
 
 /// Serves `policy` (a token-table in some language) and checks what the

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! <kit>/settings.json      settings for the cases (default `{}`)
+//! <kit>/capabilities.json  the capabilities' data (see `capability/fixture.rs`)
 //! <kit>/cases/*.json       {"description", "request", "expect"}
 //! <kit>/refused/*.json     {"description", "settings", "error_contains"}
 //! ```
@@ -29,6 +30,8 @@ use serde_json::{Value, json};
 
 use super::check::parse_request;
 use crate::authz::{Accounts, Decider, DenyReason, GrantRules, Verdict, mask_credentials};
+use crate::capability::Grants;
+use crate::capability::fixture::{Fixture, KIT_FILE};
 use crate::policy::cache::CompiledCache;
 use crate::policy::request::to_policy_request;
 use crate::policy::wit::{AuthRequest, Decision, Grant};
@@ -97,11 +100,17 @@ pub async fn run(
     limits: PolicyLimits,
     cache: Option<&CompiledCache>,
 ) -> anyhow::Result<Vec<CaseResult>> {
+    let grants = match Fixture::of_kit(kit)? {
+        Some(fixture) => fixture
+            .grants()
+            .with_context(|| format!("{}", kit.join(KIT_FILE).display()))?,
+        None => Grants::none(),
+    };
     let source = |settings_json: String| PolicySource {
         wasm: policy.to_path_buf(),
         settings_json,
         limits,
-        grants: crate::capability::Grants::none(),
+        grants: grants.clone(),
     };
     let settings_path = kit.join("settings.json");
     let settings = if settings_path.exists() {

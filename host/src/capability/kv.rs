@@ -53,7 +53,16 @@ struct CalloutMirrors {
 /// A policy's granted buckets.
 #[derive(Clone)]
 pub(crate) struct Buckets {
-    mirrors: HashMap<String, Arc<Mirror>>,
+    copies: HashMap<String, Copy>,
+}
+
+/// Where a granted bucket's values come from.
+#[derive(Clone)]
+enum Copy {
+    /// The live bucket's mirror.
+    Mirror(Arc<Mirror>),
+    /// A fixture's entries (`check`, kits).
+    Fixed(Arc<HashMap<String, Vec<u8>>>),
 }
 
 /// One bucket's local copy.
@@ -95,11 +104,14 @@ impl Mirrors {
         metrics: &Arc<Metrics>,
     ) -> Result<Buckets, GrantError> {
         let connection = self.connection(callout, metrics).await?;
-        let mirrors = buckets
+        let copies = buckets
             .iter()
-            .map(|bucket| (bucket.clone(), connection.mirror(bucket, &self.runtime)))
+            .map(|bucket| {
+                let mirror = connection.mirror(bucket, &self.runtime);
+                (bucket.clone(), Copy::Mirror(mirror))
+            })
             .collect();
-        Ok(Buckets { mirrors })
+        Ok(Buckets { copies })
     }
 
     async fn connection(
@@ -337,9 +349,19 @@ fn apply(entries: &mut HashMap<String, Bytes>, key: String, value: Bytes, live: 
 }
 
 impl Buckets {
+    /// Buckets whose entries are given (a fixture's): bucket, key, value.
+    pub(crate) fn fixed(buckets: HashMap<String, HashMap<String, Vec<u8>>>) -> Buckets {
+        let copies = buckets
+            .into_iter()
+            .map(|(bucket, entries)| (bucket, Copy::Fixed(Arc::new(entries))))
+            .collect();
+        Buckets { copies }
+    }
+
     pub(crate) fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        match self.mirrors.get(bucket) {
-            Some(mirror) => mirror.get(key),
+        match self.copies.get(bucket) {
+            Some(Copy::Mirror(mirror)) => mirror.get(key),
+            Some(Copy::Fixed(entries)) => Ok(entries.get(key).cloned()),
             None => Err(KvError::NotGranted(bucket.to_string())),
         }
     }

@@ -17,6 +17,7 @@
 //! [`Services`] holds what outlives one configuration (KV mirrors, issuers'
 //! cached keys, the hashing slots); [`Grants`] is what one policy was given.
 
+pub mod fixture;
 pub(crate) mod kv;
 pub(crate) mod nkey;
 pub(crate) mod oidc;

@@ -76,8 +76,9 @@ struct Issuer {
 }
 
 enum KeySource {
-    /// Read once, when granted (again at each reload).
-    File,
+    /// Given when granted (a `jwks_file`, read again at each reload, or a
+    /// fixture's key set); never fetched.
+    Fixed,
     /// `jwks_url`, or the discovery document's `jwks_uri` when `None`.
     Url {
         client: reqwest::Client,
@@ -152,11 +153,6 @@ impl Issuer {
             issuer: config.issuer.clone(),
             reason,
         };
-        let algorithms = config
-            .algorithms()
-            .iter()
-            .filter_map(|name| Algorithm::from_str(name).ok())
-            .collect();
         let (source, keys) = match &config.jwks_file {
             Some(path) => {
                 let text = std::fs::read(path).map_err(|e| {
@@ -164,7 +160,7 @@ impl Issuer {
                 })?;
                 let keys = KeySet::parse(&text)
                     .map_err(|e| failed(format!("jwks_file {}: {e}", path.display())))?;
-                (KeySource::File, keys)
+                (KeySource::Fixed, keys)
             }
             None => (
                 KeySource::Url {
@@ -174,20 +170,46 @@ impl Issuer {
                 KeySet::default(),
             ),
         };
-        let issuer = Arc::new(Issuer {
-            algorithms,
+        let issuer = Issuer::new(config, source, keys, runtime);
+        if matches!(issuer.source, KeySource::Url { .. }) {
+            issuer.start_fetch(true);
+            issuer.schedule_refreshes();
+        }
+        Ok(issuer)
+    }
+
+    /// An issuer whose keys are the key set `jwks` (a fixture's).
+    fn fixed(
+        config: OidcIssuerConfig,
+        jwks: &[u8],
+        runtime: Handle,
+    ) -> Result<Arc<Issuer>, GrantError> {
+        let keys = KeySet::parse(jwks).map_err(|reason| GrantError::Oidc {
+            issuer: config.issuer.clone(),
+            reason: format!("jwks: {reason}"),
+        })?;
+        Ok(Issuer::new(config, KeySource::Fixed, keys, runtime))
+    }
+
+    fn new(
+        config: OidcIssuerConfig,
+        source: KeySource,
+        keys: KeySet,
+        runtime: Handle,
+    ) -> Arc<Issuer> {
+        Arc::new(Issuer {
+            algorithms: config
+                .algorithms()
+                .iter()
+                .filter_map(|name| Algorithm::from_str(name).ok())
+                .collect(),
             source,
             runtime,
             keys: RwLock::new(Arc::new(keys)),
             fetch: Mutex::new(FetchState::default()),
             fetched: watch::channel(0).0,
             config,
-        });
-        if matches!(issuer.source, KeySource::Url { .. }) {
-            issuer.start_fetch(true);
-            issuer.schedule_refreshes();
-        }
-        Ok(issuer)
+        })
     }
 
     /// Refetches every `refresh_secs` while the issuer is granted.
@@ -593,6 +615,23 @@ struct UnverifiedIssuer {
 }
 
 impl Verifier {
+    /// A verifier trusting issuers whose keys are given (a fixture's, for
+    /// `check` and kits): nothing is ever fetched.
+    pub(crate) fn fixed(issuers: Vec<(OidcIssuerConfig, Vec<u8>)>) -> Result<Verifier, GrantError> {
+        let runtime = Handle::try_current().map_err(|e| GrantError::Oidc {
+            issuer: String::new(),
+            reason: format!("no runtime: {e}"),
+        })?;
+        let issuers = issuers
+            .into_iter()
+            .map(|(config, jwks)| Issuer::fixed(config, &jwks, runtime.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(Verifier {
+            issuers,
+            may_refetch: false,
+        })
+    }
+
     /// The same issuers, never fetching their keys on a shadow's behalf.
     pub(crate) fn for_shadow(&self) -> Verifier {
         Verifier {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
@@ -18,6 +18,7 @@ use super::reload::{Reloader, Triggers};
 use super::{Binding, Observers, Registry, RegistryCell, Shadow};
 use crate::author::kit;
 use crate::authz::Decider;
+use crate::capability::fixture::Fixture;
 use crate::capability::{Grants, Services};
 use crate::config::{Callout, Config, TenantConfig};
 use crate::keys;
@@ -253,7 +254,24 @@ impl Parts {
             .metrics
             .policy_loaded(&tenant.name, loaded.loaded_from_cache());
         if let Some(golden) = &policy.golden_kit {
-            pass_golden_kit(&decider, golden).await?;
+            // A kit with capability data runs against it, not against live
+            // buckets and issuers (still loading at start, and not the
+            // kit's to depend on): the same component and settings (the
+            // compiled snapshot is shared), the fixture's grants.
+            match Fixture::of_kit(golden)? {
+                Some(fixture) => {
+                    let mut offline = source.clone();
+                    offline.grants = fixture
+                        .grants()
+                        .with_context(|| format!("golden kit {}", golden.display()))?;
+                    let cache = policy.cache();
+                    let rules = policy.grant_rules();
+                    let kit_decider =
+                        Decider::load(&self.sandbox, &offline, rules, cache.as_ref()).await?;
+                    pass_golden_kit(&kit_decider, golden).await?;
+                }
+                None => pass_golden_kit(&decider, golden).await?,
+            }
         }
         tracing::info!(
             tenant = %tenant.name,
