@@ -18,9 +18,11 @@ sdk/go/build.sh plugins/kv-users "$out/kv_users.wasm"
 sdk/go/build.sh tests/policies/echo-go "$out/echo_go.wasm"
 
 (cd plugins/token-table-js && npx --no-install nats-callout-js build src/policy.ts -o "$out/token_table_js.wasm")
+(cd plugins/oidc-js && npx --no-install nats-callout-js build src/policy.ts -o "$out/oidc_js.wasm")
 (cd tests/policies/echo-js && npx --no-install nats-callout-js build policy.js -o "$out/echo_js.wasm")
 
 (cd plugins/token-table-py && PYTHONPATH=$root/sdk/python python -m nats_callout.build app -o "$out/token_table_py.wasm")
+(cd plugins/kv-users-py && PYTHONPATH=$root/sdk/python python -m nats_callout.build app -o "$out/kv_users_py.wasm")
 (cd tests/policies/echo-py && PYTHONPATH=$root/sdk/python python -m nats_callout.build app -o "$out/echo_py.wasm")
 
 ls -l target/wasm32-wasip2/release/*.wasm "$out"/*.wasm

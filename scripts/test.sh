@@ -26,12 +26,14 @@ unformatted=$("$(go env GOROOT)/bin/gofmt" -l sdk/go/callout sdk/go/internal/reg
 step "JavaScript/TypeScript: unit tests"
 (cd sdk/js && npm test --silent)
 (cd plugins/token-table-js && npm test --silent)
+(cd plugins/oidc-js && npm test --silent)
 
 step "Python: unit tests, and the committed native bindings match wit/"
 (cd sdk/python && python -m pytest -q tests)
 (cd plugins/token-table-py && python -m pytest -q)
+(cd plugins/kv-users-py && python -m pytest -q)
 fresh=$(mktemp -d)
-componentize-py -d wit -w policy bindings "$fresh" >/dev/null
+componentize-py -d wit -w policy-with-capabilities bindings "$fresh" >/dev/null
 diff -r "$fresh/wit_world" sdk/python/nats_callout/_native/wit_world >/dev/null ||
   { echo "sdk/python/nats_callout/_native is stale: regenerate it (see sdk/python/README.md)" >&2; exit 1; }
 rm -rf "$fresh"

@@ -45,6 +45,7 @@ npm_ci() {
 }
 npm_ci sdk/js
 npm_ci plugins/token-table-js
+npm_ci plugins/oidc-js
 npm_ci tests/policies/echo-js
 
 echo "PATH=$root/$venv/bin:$PATH GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOCACHE=$root/.tools/go-cache GOPATH=$root/.tools/gopath"

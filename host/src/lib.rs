@@ -14,7 +14,9 @@
 //!    (`serve/binding.rs`) is held in a swappable cell.
 //! 4. [`authz`] — `authz/decide.rs` asks the policy ...
 //! 5. `policy/` — ... which runs in the sandbox (`policy/call.rs`,
-//!    `policy/sandbox.rs`), loaded and snapshotted by `policy/load.rs`;
+//!    `policy/sandbox.rs`), loaded and snapshotted by `policy/load.rs`,
+//!    and may call the [`capability`] its operator granted it (nkey
+//!    signatures, password hashes, KV mirrors, OIDC tokens), done natively;
 //! 6. `authz/rules.rs` holds its grant to the operator's rules, and the
 //!    verdict comes back with a typed reason (`authz/decision.rs`);
 //! 7. `protocol/mint.rs` mints and signs the user JWT and the response, and

@@ -61,6 +61,7 @@ fn the_kit_passes_for_go() {
 
 #[test]
 fn the_kit_passes_for_javascript() {
+    conformance("oidc-js", "oidc");
     conformance("token-table-js", "token-table");
     conformance("echo-js", "echo");
     conformance("echo-js", "sandbox");
@@ -68,6 +69,7 @@ fn the_kit_passes_for_javascript() {
 
 #[test]
 fn the_kit_passes_for_python() {
+    conformance("kv-users-py", "kv-users");
     conformance("token-table-py", "token-table");
     conformance("echo-py", "echo");
     conformance("echo-py", "sandbox");

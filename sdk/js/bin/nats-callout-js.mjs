@@ -8,13 +8,27 @@
 //
 // `build` bundles the entry module and its imports (npm packages included)
 // into one ES module with esbuild, then componentizes it with
-// componentize-js against wit/policy.wit. Nothing is fetched from the network.
+// componentize-js against wit/policy.wit: the world `policy`, plus the
+// capabilities (kv, oidc, password, nkey) the bundle imports, and only those
+// (componentize-js keeps every import of its world, and the host refuses a
+// policy importing a capability its operator did not grant). Nothing is
+// fetched from the network.
 // `test` bundles each test file for Node, with the host's `log` replaced by
-// one that writes to standard error, and runs them with `node --test`.
+// one that writes to standard error and the capabilities by the test doubles
+// of `nats-callout-sdk/testing`, and runs them with `node --test`.
 // `typecheck` runs the TypeScript compiler (`tsc --noEmit`) on the project
 // in the current folder (its tsconfig.json): esbuild strips types unchecked.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +51,24 @@ function witPath() {
 }
 
 const hostModule = /^nats:callout\/host(@.*)?$/;
+const capabilityModule = /^nats:callout\/(kv|oidc|password|nkey)(@.*)?$/;
+
+// The world a bundle builds against: `policy`, or a world of the policy and
+// the capabilities it imports, written beside a copy of the WIT in `work`.
+function worldFor(bundledSource, work) {
+  const imported = new Set();
+  for (const match of bundledSource.matchAll(/["']nats:callout\/(kv|oidc|password|nkey)@[^"']*["']/g)) {
+    imported.add(match[1]);
+  }
+  if (imported.size === 0) return { witPath: witPath(), worldName: 'policy' };
+  const dir = join(work, 'wit');
+  mkdirSync(dir);
+  copyFileSync(join(witPath(), 'policy.wit'), join(dir, 'policy.wit'));
+  const imports = [...imported].sort().map((name) => `    import ${name};`).join('\n');
+  writeFileSync(join(dir, 'selected.wit'), `world policy-selected {\n    include policy;\n${imports}\n}\n`);
+  console.error(`capabilities imported: ${[...imported].sort().join(', ')}`);
+  return { witPath: dir, worldName: 'policy-selected' };
+}
 
 async function build(entry, out) {
   if (!entry || !out) fail('usage: nats-callout-js build <entry.ts|js> -o <policy.wasm>');
@@ -55,10 +87,11 @@ async function build(entry, out) {
       logLevel: 'warning',
     });
     const { componentize } = await import('@bytecodealliance/componentize-js');
+    const world = worldFor(readFileSync(bundled, 'utf8'), work);
     const { component } = await componentize({
       sourcePath: bundled,
-      witPath: witPath(),
-      worldName: 'policy',
+      witPath: world.witPath,
+      worldName: world.worldName,
       // No HTTP: a policy has no network, and the host links no wasi:http.
       disableFeatures: ['http', 'fetch-event'],
     });
@@ -90,6 +123,9 @@ async function test(files) {
             name: 'native-host',
             setup(build) {
               build.onResolve({ filter: hostModule }, () => ({ path: nativeHost }));
+              build.onResolve({ filter: capabilityModule }, (found) => ({
+                path: join(sdkDir, 'src', 'native', `${found.path.match(capabilityModule)[1]}.js`),
+              }));
             },
           },
         ],

@@ -229,3 +229,41 @@ export const log: {
   warn(message: string): void;
   error(message: string): void;
 };
+
+// Capabilities: checks the host does natively when the operator grants them
+// in the policy's `[policy.capabilities]` (see docs/capabilities.md). A
+// policy imports only those it calls, and the host refuses one importing a
+// capability it was not granted. They answer in `authorize`, not in the
+// settings factory. Natively (`nats-callout-js test`) they answer from the
+// test doubles of `nats-callout-sdk/testing`.
+
+/** A capability refused: `kind` is the WIT error case, `detail` its text. */
+export class CapabilityError extends Error {
+  readonly capability: 'kv' | 'oidc' | 'password' | 'nkey';
+  readonly kind: string;
+  readonly detail?: string;
+}
+
+/** The value of `key` in `bucket` (undefined when absent); throws `unavailable` when the host's copy may be stale, `not-granted` for another bucket. */
+export function kvGet(bucket: string, key: string): Uint8Array | undefined;
+/** The same, as UTF-8 text. */
+export function kvGetText(bucket: string, key: string): string | undefined;
+
+/** Whether `password` matches `hash`; throws `malformed-hash` or `too-cheap`. */
+export function verifyPassword(password: string, hash: string): boolean;
+
+export type NkeyKind = 'operator' | 'account' | 'user' | 'server' | 'cluster' | 'curve';
+/** Checks `signature` (base64) is `key`'s signature of `message`; throws `invalid-key`, `malformed-signature` or `bad-signature`. */
+export function verifyNkey(key: string, message: string | Uint8Array, signature: string): void;
+/** What a public nkey names. */
+export function nkeyKind(key: string): NkeyKind;
+/** The client's nkey once its signature of the server's nonce verifies; undefined when it sent none; throws when nothing proves it. */
+export function verifiedClientKey(request: Request): string | undefined;
+
+/** A token that verified: its issuer and its claims as JSON text. */
+export interface VerifiedToken {
+  issuer: string;
+  claims: string;
+}
+/** Verifies a token against the granted issuer its `iss` names; throws `expired`, `wrong-audience`, `bad-signature`... */
+export function verifyToken(token: string): VerifiedToken;

@@ -2,6 +2,14 @@
 // index.d.ts; the field names are those of wit/policy.wit in camelCase.
 import { log as hostLog } from './host.js';
 
+// The capabilities: each imports its WIT interface only when used (the
+// package has no side effects, so a bundle drops the unused ones).
+export { CapabilityError } from './capability-error.js';
+export { kvGet, kvGetText } from './kv.js';
+export { nkeyKind, verifiedClientKey, verifyNkey } from './nkey.js';
+export { verifyToken } from './oidc.js';
+export { verifyPassword } from './password.js';
+
 /**
  * Exports a policy: `export const { init, authorize } = definePolicy(make)`.
  * `make(settings)` receives the policy's settings as JSON text and returns an

@@ -6,15 +6,23 @@
 define ``WitWorld = export_policy(...)``). This runs componentize-py against
 ``wit/policy.wit`` with the current folder and this SDK on the module path;
 nothing is fetched from the network.
+
+The world is ``policy``, plus the capabilities (kv, oidc, password, nkey) the
+policy's modules import from ``nats_callout`` (found in the ``.py`` files of
+the current folder and of ``-p`` folders, or named with ``--capabilities``),
+and only those: componentize-py keeps every import of its world, and the
+host refuses a policy importing a capability its operator did not grant.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SDK_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +40,41 @@ def wit_dir() -> Path:
     sys.exit("nats_callout.build: cannot find wit/policy.wit (set NATS_CALLOUT_WIT)")
 
 
+CAPABILITIES = ("kv", "nkey", "oidc", "password")
+_USES = re.compile(
+    r"nats_callout\.(kv|nkey|oidc|password)\b|from\s+nats_callout\s+import\s+(\([^)]*\)|[^\n]+)"
+)
+
+
+def used_capabilities(folders: list[str]) -> set[str]:
+    """The capability modules of ``nats_callout`` imported by the ``.py``
+    files of ``folders`` (not the SDK's own)."""
+    found: set[str] = set()
+    for folder in folders:
+        for path in Path(folder).rglob("*.py"):
+            if SDK_ROOT in path.resolve().parents:
+                continue
+            for match in _USES.finditer(path.read_text(encoding="utf-8", errors="replace")):
+                if match.group(1):
+                    found.add(match.group(1))
+                else:
+                    names = re.findall(r"\w+", match.group(2))
+                    found.update(name for name in names if name in CAPABILITIES)
+    return found
+
+
+def world_for(capabilities: set[str], work: Path) -> tuple[Path, str]:
+    """The WIT folder and world to build against: ``policy``, or a world of
+    the policy and ``capabilities`` written in ``work``."""
+    if not capabilities:
+        return wit_dir(), "policy"
+    shutil.copy(wit_dir() / "policy.wit", work / "policy.wit")
+    imports = "".join(f"    import {name};\n" for name in sorted(capabilities))
+    (work / "selected.wit").write_text(f"world policy-selected {{\n    include policy;\n{imports}}}\n")
+    print(f"capabilities imported: {', '.join(sorted(capabilities))}", file=sys.stderr)
+    return work, "policy-selected"
+
+
 def componentize_py() -> str:
     sibling = Path(sys.executable).parent / "componentize-py"
     found = shutil.which("componentize-py") or (str(sibling) if sibling.exists() else None)
@@ -45,13 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("module", help="the policy's module, such as app")
     parser.add_argument("-o", "--output", required=True, help="the component to write")
     parser.add_argument("-p", "--path", action="append", default=[], help="more folders to take modules from")
+    parser.add_argument(
+        "--capabilities",
+        default="",
+        help="capabilities to import besides those found in the sources (comma-separated: kv,oidc,password,nkey)",
+    )
     args = parser.parse_args(argv)
+    named = {name for name in args.capabilities.split(",") if name}
+    if unknown := named - set(CAPABILITIES):
+        sys.exit(f"nats_callout.build: no capability {', '.join(sorted(unknown))} (one of {', '.join(CAPABILITIES)})")
     paths = [os.getcwd(), *args.path, str(SDK_ROOT)]
-    command = [componentize_py(), "-d", str(wit_dir()), "-w", "policy", "componentize", args.module]
-    for path in paths:
-        command += ["-p", path]
-    command += ["-o", args.output]
-    result = subprocess.run(command, check=False)
+    with tempfile.TemporaryDirectory(prefix="nats-callout-wit-") as work:
+        wit, world = world_for(named | used_capabilities([os.getcwd(), *args.path]), Path(work))
+        command = [componentize_py(), "-d", str(wit), "-w", world, "componentize", args.module]
+        for path in paths:
+            command += ["-p", path]
+        command += ["-o", args.output]
+        result = subprocess.run(command, check=False)
     if result.returncode == 0:
         print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)", file=sys.stderr)
     return result.returncode
