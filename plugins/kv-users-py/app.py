@@ -51,13 +51,13 @@ class KvUsers:
             return deny(refused)
         hash = record.get("password_hash")
         if not hash:
-            return deny(f"user {json.dumps(user)} has no password_hash: it signs in with its nkey")
+            return deny(f"user {quoted(user)} has no password_hash: it signs in with its nkey")
         try:
             matched = password.verify(secret, hash)
         except CapabilityError as error:
-            return deny(f"user {json.dumps(user)}: {error}")
+            return deny(f"user {quoted(user)}: {error}")
         if not matched:
-            return deny(f"user {json.dumps(user)}: wrong password")
+            return deny(f"user {quoted(user)}: wrong password")
         return grant(record)
 
     def lookup(self, key: str):
@@ -67,14 +67,51 @@ class KvUsers:
         except CapabilityError as error:
             return None, f"user records {error}"
         if value is None:
-            return None, f"no user {json.dumps(key)} in bucket {json.dumps(self.bucket)}"
+            return None, f"no user {quoted(key)} in bucket {quoted(self.bucket)}"
         try:
-            record = json.loads(value)
+            record = parse_record(value)
         except ValueError as error:
-            return None, f"the record of {json.dumps(key)} is not valid JSON: {error}"
-        if not isinstance(record, dict) or not record.get("account"):
-            return None, f"the record of {json.dumps(key)} names no account"
+            return None, f"the record of {quoted(key)} is not valid JSON: {error}"
+        if not record.get("account"):
+            return None, f"the record of {quoted(key)} names no account"
         return record, None
+
+
+# A record's fields and the type each must have (as Go's decoding of the
+# same record in plugins/kv-users holds them; null is absent, other fields
+# are ignored).
+FIELDS = {
+    "password_hash": str,
+    "account": str,
+    "name": str,
+    "publish": list,
+    "subscribe": list,
+    "expires_in_secs": int,
+}
+
+
+def parse_record(value: bytes) -> dict:
+    record = json.loads(value)
+    if not isinstance(record, dict):
+        raise ValueError("not an object")
+    parsed = {}
+    for name, kind in FIELDS.items():
+        field = record.get(name)
+        if field is None:
+            continue
+        if not isinstance(field, kind) or isinstance(field, bool):
+            raise ValueError(f"field {name} is not a {kind.__name__}")
+        if kind is list and not all(isinstance(item, str) for item in field):
+            raise ValueError(f"field {name} is not a list of strings")
+        if kind is int and field < 0:
+            raise ValueError(f"field {name} is negative")
+        parsed[name] = field
+    return parsed
+
+
+def quoted(text: str) -> str:
+    """``text`` in double quotes, as Go's %q shows printable text."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def grant(record: dict):
@@ -82,7 +119,7 @@ def grant(record: dict):
     if record.get("name"):
         granted = granted.named(record["name"])
     if record.get("expires_in_secs"):
-        granted = granted.expires_in(int(record["expires_in_secs"]))
+        granted = granted.expires_in(record["expires_in_secs"])
     return granted.allow()
 
 

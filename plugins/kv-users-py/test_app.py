@@ -45,3 +45,13 @@ def test_an_nkey_user_is_admitted_only_with_its_signature(policy):
 def test_settings_need_a_bucket():
     with pytest.raises(ValueError, match="settings.bucket"):
         KvUsers("{}")
+
+
+def test_records_of_the_wrong_shape_are_refused_not_misread(policy):
+    testing.put_kv("users", "eve", '{"account": "APP", "password_hash": "$argon2id$alice", "publish": "orders"}')
+    reason = deny_reason(policy.authorize(Request.for_test().with_user_and_password("eve", "wonderland")))
+    assert reason == 'the record of "eve" is not valid JSON: field publish is not a list'
+    testing.put_kv("users", "nul", '{"account": "APP", "password_hash": "$argon2id$alice", "publish": null}')
+    grant = grant_of(policy.authorize(Request.for_test().with_user_and_password("nul", "wonderland")))
+    assert grant.account == "APP" and grant.publish.allow == []
+    assert deny_reason(policy.authorize(Request.for_test().with_user_and_password("josé", "x"))) == 'no user "josé" in bucket "users"'

@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-callout/nats-callout/sdk/go/callout"
@@ -112,7 +113,9 @@ func (r *record) grant() callout.Decision {
 		grant = grant.Named(r.Name)
 	}
 	if r.ExpiresInSecs > 0 {
-		grant = grant.ExpiresIn(time.Duration(r.ExpiresInSecs) * time.Second)
+		// The host shortens what is above its maximum; avoid overflowing here.
+		secs := min(r.ExpiresInSecs, uint64(math.MaxInt64/int64(time.Second)))
+		grant = grant.ExpiresIn(time.Duration(secs) * time.Second)
 	}
 	return grant.Allow()
 }

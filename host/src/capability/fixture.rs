@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{GrantError, Grants, kv, oidc, password};
-use crate::config::{OidcIssuerConfig, PasswordConfig};
+use crate::config::{CapabilitiesConfig, KvConfig, OidcIssuerConfig, PasswordConfig};
 
 /// A kit's capability data, beside its `cases/`.
 pub const KIT_FILE: &str = "capabilities.json";
@@ -82,37 +82,97 @@ impl Fixture {
         }
     }
 
-    /// The grants answering from this data.
+    /// The grants answering from this data, under the rules it states
+    /// itself (`check --capabilities`, a kit's `capabilities.json`).
     pub fn grants(&self) -> Result<Arc<Grants>, GrantError> {
-        let password = self.password.as_ref().map(|floors| {
+        let mut rules = CapabilitiesConfig {
+            nkey: self.nkey,
+            password: self.password.clone(),
+            kv: self.kv.as_ref().map(|buckets| KvConfig {
+                buckets: buckets.keys().cloned().collect(),
+            }),
+            oidc: self.oidc.iter().map(FixtureIssuer::config).collect(),
+        };
+        rules.oidc.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        for issuer in &rules.oidc {
+            issuer.validate().map_err(|reason| GrantError::Oidc {
+                issuer: issuer.issuer.clone(),
+                reason,
+            })?;
+        }
+        self.grants_under(&rules)
+    }
+
+    /// The grants a tenant's `config` describes, answering from this data (a
+    /// golden kit): the tenant's floors and issuers' rules, the fixture's KV
+    /// entries and key sets. Data for a bucket or an issuer the tenant is not
+    /// granted is an error: the kit would prove what the live policy cannot
+    /// do. A granted bucket or issuer without data is empty.
+    pub fn grants_under(&self, config: &CapabilitiesConfig) -> Result<Arc<Grants>, GrantError> {
+        let granted_buckets: Vec<&String> = config.kv.iter().flat_map(|kv| &kv.buckets).collect();
+        if let Some(extra) = self
+            .kv
+            .iter()
+            .flat_map(|buckets| buckets.keys())
+            .find(|bucket| !granted_buckets.contains(bucket))
+        {
+            return Err(GrantError::Kv(format!(
+                "the data holds bucket {extra:?}, which the policy is not granted"
+            )));
+        }
+        if let Some(extra) = self
+            .oidc
+            .iter()
+            .find(|fixture| !config.oidc.iter().any(|i| i.issuer == fixture.issuer))
+        {
+            return Err(GrantError::Oidc {
+                issuer: extra.issuer.clone(),
+                reason: "the data holds this issuer, which the policy is not granted".into(),
+            });
+        }
+        let password = config.password.as_ref().map(|floors| {
             password::Passwords::new(floors.clone(), Arc::new(tokio::sync::Semaphore::new(2)), 2)
         });
-        let kv = self.kv.as_ref().map(|buckets| {
-            kv::Buckets::fixed(
-                buckets
-                    .iter()
-                    .map(|(bucket, entries)| {
-                        let entries = entries
-                            .iter()
-                            .map(|(key, value)| (key.clone(), value_bytes(value)))
-                            .collect();
-                        (bucket.clone(), entries)
-                    })
-                    .collect(),
-            )
+        let kv = config.kv.as_ref().map(|kv| {
+            let buckets = kv
+                .buckets
+                .iter()
+                .map(|bucket| {
+                    let entries = self
+                        .kv
+                        .as_ref()
+                        .and_then(|data| data.get(bucket))
+                        .map(|entries| {
+                            entries
+                                .iter()
+                                .map(|(key, value)| (key.clone(), value_bytes(value)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (bucket.clone(), entries)
+                })
+                .collect();
+            kv::Buckets::fixed(buckets)
         });
-        let oidc = if self.oidc.is_empty() {
+        let oidc = if config.oidc.is_empty() {
             None
         } else {
-            let issuers = self
+            let issuers = config
                 .oidc
                 .iter()
-                .map(|issuer| (issuer.config(), issuer.jwks.to_string().into_bytes()))
+                .map(|issuer| {
+                    let jwks = self
+                        .oidc
+                        .iter()
+                        .find(|fixture| fixture.issuer == issuer.issuer)
+                        .map(|fixture| fixture.jwks.to_string().into_bytes());
+                    (issuer.clone(), jwks)
+                })
                 .collect();
             Some(oidc::Verifier::fixed(issuers)?)
         };
         Ok(Arc::new(Grants {
-            nkey: self.nkey,
+            nkey: config.nkey,
             password,
             kv,
             oidc,
@@ -173,6 +233,62 @@ mod tests {
         let token = key.sign(&json!({"iss": "https://idp", "aud": "nats", "exp": 4102444800u64}));
         let verified = grants.oidc().unwrap().verify(&token).await.unwrap();
         assert_eq!(verified.issuer, "https://idp");
+    }
+
+    #[tokio::test]
+    async fn a_golden_kit_answers_under_the_tenants_rules_and_holds_no_more_than_it_grants() {
+        let key = SigningKey::es256("k1");
+        let fixture: Fixture = serde_json::from_value(json!({
+            "kv": {"users": {"alice": "a"}},
+            "oidc": [{"issuer": "https://idp", "audiences": ["any"], "jwks": jwks(&[&key])}],
+        }))
+        .unwrap();
+        let issuer = |audience: &str| OidcIssuerConfig {
+            issuer: "https://idp".into(),
+            audiences: vec![audience.into()],
+            jwks_url: None,
+            jwks_file: None,
+            algorithms: None,
+            leeway_secs: 60,
+            refresh_secs: 3600,
+            ca_file: None,
+        };
+        let tenant = CapabilitiesConfig {
+            kv: Some(KvConfig {
+                buckets: vec!["users".into(), "devices".into()],
+            }),
+            oidc: vec![issuer("nats")],
+            ..Default::default()
+        };
+        let grants = fixture.grants_under(&tenant).unwrap();
+        let kv = grants.kv().unwrap();
+        assert_eq!(kv.get("users", "alice").unwrap().unwrap(), b"a");
+        assert_eq!(
+            kv.get("devices", "x").unwrap(),
+            None,
+            "granted, no data: empty"
+        );
+        // The tenant's audience, not the fixture's.
+        let token =
+            |aud: &str| key.sign(&json!({"iss": "https://idp", "aud": aud, "exp": 4102444800u64}));
+        let verifier = grants.oidc().unwrap();
+        assert!(verifier.verify(&token("nats")).await.is_ok());
+        assert!(verifier.verify(&token("any")).await.is_err());
+        // Data the tenant is not granted.
+        let narrower = CapabilitiesConfig {
+            kv: Some(KvConfig {
+                buckets: vec!["devices".into()],
+            }),
+            oidc: vec![issuer("nats")],
+            ..Default::default()
+        };
+        let refused = fixture.grants_under(&narrower).err().unwrap().to_string();
+        assert!(refused.contains("bucket \"users\""), "{refused}");
+        let no_oidc = CapabilitiesConfig {
+            kv: tenant.kv.clone(),
+            ..Default::default()
+        };
+        assert!(fixture.grants_under(&no_oidc).is_err());
     }
 
     #[test]

@@ -53,12 +53,12 @@ struct CalloutMirrors {
 /// A policy's granted buckets.
 #[derive(Clone)]
 pub(crate) struct Buckets {
-    copies: HashMap<String, Copy>,
+    copies: HashMap<String, Source>,
 }
 
 /// Where a granted bucket's values come from.
 #[derive(Clone)]
-enum Copy {
+enum Source {
     /// The live bucket's mirror.
     Mirror(Arc<Mirror>),
     /// A fixture's entries (`check`, kits).
@@ -108,7 +108,7 @@ impl Mirrors {
             .iter()
             .map(|bucket| {
                 let mirror = connection.mirror(bucket, &self.runtime);
-                (bucket.clone(), Copy::Mirror(mirror))
+                (bucket.clone(), Source::Mirror(mirror))
             })
             .collect();
         Ok(Buckets { copies })
@@ -353,15 +353,15 @@ impl Buckets {
     pub(crate) fn fixed(buckets: HashMap<String, HashMap<String, Vec<u8>>>) -> Buckets {
         let copies = buckets
             .into_iter()
-            .map(|(bucket, entries)| (bucket, Copy::Fixed(Arc::new(entries))))
+            .map(|(bucket, entries)| (bucket, Source::Fixed(Arc::new(entries))))
             .collect();
         Buckets { copies }
     }
 
     pub(crate) fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         match self.copies.get(bucket) {
-            Some(Copy::Mirror(mirror)) => mirror.get(key),
-            Some(Copy::Fixed(entries)) => Ok(entries.get(key).cloned()),
+            Some(Source::Mirror(mirror)) => mirror.get(key),
+            Some(Source::Fixed(entries)) => Ok(entries.get(key).cloned()),
             None => Err(KvError::NotGranted(bucket.to_string())),
         }
     }

@@ -178,16 +178,19 @@ impl Issuer {
         Ok(issuer)
     }
 
-    /// An issuer whose keys are the key set `jwks` (a fixture's).
+    /// An issuer whose keys are the key set `jwks` (a fixture's), or none.
     fn fixed(
         config: OidcIssuerConfig,
-        jwks: &[u8],
+        jwks: Option<&[u8]>,
         runtime: Handle,
     ) -> Result<Arc<Issuer>, GrantError> {
-        let keys = KeySet::parse(jwks).map_err(|reason| GrantError::Oidc {
-            issuer: config.issuer.clone(),
-            reason: format!("jwks: {reason}"),
-        })?;
+        let keys = match jwks {
+            Some(jwks) => KeySet::parse(jwks).map_err(|reason| GrantError::Oidc {
+                issuer: config.issuer.clone(),
+                reason: format!("jwks: {reason}"),
+            })?,
+            None => KeySet::default(),
+        };
         Ok(Issuer::new(config, KeySource::Fixed, keys, runtime))
     }
 
@@ -617,14 +620,16 @@ struct UnverifiedIssuer {
 impl Verifier {
     /// A verifier trusting issuers whose keys are given (a fixture's, for
     /// `check` and kits): nothing is ever fetched.
-    pub(crate) fn fixed(issuers: Vec<(OidcIssuerConfig, Vec<u8>)>) -> Result<Verifier, GrantError> {
+    pub(crate) fn fixed(
+        issuers: Vec<(OidcIssuerConfig, Option<Vec<u8>>)>,
+    ) -> Result<Verifier, GrantError> {
         let runtime = Handle::try_current().map_err(|e| GrantError::Oidc {
             issuer: String::new(),
             reason: format!("no runtime: {e}"),
         })?;
         let issuers = issuers
             .into_iter()
-            .map(|(config, jwks)| Issuer::fixed(config, &jwks, runtime.clone()))
+            .map(|(config, jwks)| Issuer::fixed(config, jwks.as_deref(), runtime.clone()))
             .collect::<Result<_, _>>()?;
         Ok(Verifier {
             issuers,

@@ -188,7 +188,7 @@ impl CapabilitiesConfig {
 }
 
 impl OidcIssuerConfig {
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         secure_url("issuer", &self.issuer)?;
         if let Some(url) = &self.jwks_url {
             secure_url("jwks_url", url)?;

@@ -55,7 +55,7 @@ pub enum LoadError {
     )]
     WrongVersion { path: PathBuf, built_for: String },
     #[error(
-        "policy {path} imports the capability {capability}, which its configuration does not grant: grant it with {}, or build the policy without it",
+        "policy {path} imports the capability {capability}, which its configuration does not grant: grant it with {} (offline: `check --capabilities <data.json>`, or a kit's capabilities.json), or build the policy without it",
         capability.how_to_grant()
     )]
     NotGranted {

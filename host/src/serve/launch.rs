@@ -18,7 +18,7 @@ use super::reload::{Reloader, Triggers};
 use super::{Binding, Observers, Registry, RegistryCell, Shadow};
 use crate::author::kit;
 use crate::authz::Decider;
-use crate::capability::fixture::Fixture;
+use crate::capability::fixture::{Fixture, KIT_FILE};
 use crate::capability::{Grants, Services};
 use crate::config::{Callout, Config, TenantConfig};
 use crate::keys;
@@ -261,9 +261,12 @@ impl Parts {
             match Fixture::of_kit(golden)? {
                 Some(fixture) => {
                     let mut offline = source.clone();
-                    offline.grants = fixture
-                        .grants()
-                        .with_context(|| format!("golden kit {}", golden.display()))?;
+                    offline.grants =
+                        fixture
+                            .grants_under(&policy.capabilities)
+                            .with_context(|| {
+                                format!("golden kit {}", golden.join(KIT_FILE).display())
+                            })?;
                     let cache = policy.cache();
                     let rules = policy.grant_rules();
                     let kit_decider =

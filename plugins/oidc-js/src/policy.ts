@@ -32,39 +32,81 @@ type TokenFrom = 'token' | 'password' | 'either';
 
 const RULE_KEYS = ['issuer', 'claim', 'value', 'account', 'name', 'publish', 'subscribe', 'max_lifetime_secs'];
 
-/** Checks the settings the way the Rust example's serde types do. */
+/** Checks the settings as strictly as the Rust example's serde types: unknown keys and wrong types refuse them, null is absent. */
 function parseSettings(text: string): { tokenFrom: TokenFrom; rules: Rule[] } {
-  let settings: { token_from?: unknown; rules?: unknown };
+  let settings: unknown;
   try {
     settings = JSON.parse(text);
   } catch (error) {
     throw new Error(`invalid settings: ${(error as Error).message}`);
   }
+  if (!isObject(settings)) throw new Error('invalid settings: not a table');
+  const unknown = Object.keys(settings).find((key) => key !== 'token_from' && key !== 'rules');
+  if (unknown !== undefined) throw new Error(`invalid settings: unknown field \`${unknown}\``);
   const tokenFrom = settings.token_from ?? 'either';
   if (tokenFrom !== 'token' && tokenFrom !== 'password' && tokenFrom !== 'either') {
     throw new Error('invalid settings: token_from is not "token", "password" or "either"');
   }
   if (!Array.isArray(settings.rules)) throw new Error('invalid settings: missing field `rules`');
   if (settings.rules.length === 0) throw new Error('settings.rules is empty: no token would ever be admitted');
-  const rules = settings.rules.map((value: Record<string, unknown>, index: number) => {
-    const unknown = Object.keys(value).find((key) => !RULE_KEYS.includes(key));
-    if (unknown !== undefined) throw new Error(`invalid settings: unknown field \`${unknown}\` in rules[${index}]`);
-    if (typeof value.account !== 'string') throw new Error(`invalid settings: rules[${index}] has no \`account\``);
-    if (value.value !== undefined && value.claim === undefined) throw new Error(`rules[${index}] has a value but no claim`);
-    return { publish: [], subscribe: [], ...value } as unknown as Rule;
-  });
+  const rules = settings.rules.map((value: unknown, index: number) => parseRule(value, `rules[${index}]`));
   return { tokenFrom, rules };
 }
 
-/** The claim at a dotted `path`. */
-function claim(claims: unknown, path: string): unknown {
-  return path.split('.').reduce<unknown>((value, key) => (value as Record<string, unknown> | undefined)?.[key], claims);
+function parseRule(value: unknown, where: string): Rule {
+  if (!isObject(value)) throw new Error(`invalid settings: ${where} is not a table`);
+  const unknown = Object.keys(value).find((key) => !RULE_KEYS.includes(key));
+  if (unknown !== undefined) throw new Error(`invalid settings: unknown field \`${unknown}\` in ${where}`);
+  const text = (key: string): string | undefined => {
+    const field = value[key] ?? undefined;
+    if (field !== undefined && typeof field !== 'string') throw new Error(`invalid settings: ${where}.${key} is not a string`);
+    return field;
+  };
+  const subjects = (key: string): string[] => {
+    const field = value[key] ?? [];
+    if (!Array.isArray(field) || field.some((s) => typeof s !== 'string')) {
+      throw new Error(`invalid settings: ${where}.${key} is not a list of subjects`);
+    }
+    return field;
+  };
+  const account = text('account');
+  if (account === undefined) throw new Error(`invalid settings: ${where} has no \`account\``);
+  const maxLifetime = value.max_lifetime_secs ?? undefined;
+  if (maxLifetime !== undefined && !(Number.isSafeInteger(maxLifetime) && (maxLifetime as number) >= 0)) {
+    throw new Error(`invalid settings: ${where}.max_lifetime_secs is not a number of seconds`);
+  }
+  const rule: Rule = {
+    issuer: text('issuer'),
+    claim: text('claim'),
+    value: text('value'),
+    account,
+    name: text('name'),
+    publish: subjects('publish'),
+    subscribe: subjects('subscribe'),
+    max_lifetime_secs: maxLifetime as number | undefined,
+  };
+  if (rule.value !== undefined && rule.claim === undefined) throw new Error(`${where} has a value but no claim`);
+  return rule;
 }
 
-/** A claim as text, if it is a string or a number. */
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The claim at a dotted `path`: own fields of objects only (no array index, no inherited property). */
+function claim(claims: unknown, path: string): unknown {
+  let value: unknown = claims;
+  for (const key of path.split('.')) {
+    if (!isObject(value) || !Object.hasOwn(value, key)) return undefined;
+    value = value[key];
+  }
+  return value;
+}
+
+/** A claim as text, if it is a string or a number (an integer JavaScript holds exactly: a larger one may have been rounded into another user's). */
 function text(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number') return String(value);
+  if (typeof value === 'number' && (!Number.isInteger(value) || Number.isSafeInteger(value))) return String(value);
   return undefined;
 }
 
@@ -115,7 +157,7 @@ export class OidcBroker implements Policy {
       claims = JSON.parse(verified.claims);
     } catch (error) {
       if (error instanceof CapabilityError) return deny(`token refused: ${error.message}`);
-      throw error;
+      return deny("the token's claims are not JSON");
     }
     const rule = this.rules.find((rule) => matches(rule, issuer, claims));
     if (rule === undefined) return deny("no rule matches the token's claims");
@@ -153,7 +195,8 @@ function grant(rule: Rule, claims: Record<string, unknown>): Decision {
   }
   // The connection ends when the token does.
   if (typeof claims.exp === 'number') {
-    let left = Math.max(1, Math.floor(claims.exp) - Math.floor(Date.now() / 1000));
+    const expires = Math.min(Math.floor(claims.exp), Number.MAX_SAFE_INTEGER);
+    let left = Math.max(1, expires - Math.floor(Date.now() / 1000));
     if (rule.max_lifetime_secs !== undefined) left = Math.min(left, rule.max_lifetime_secs);
     grant = grant.expiresIn(left);
   }

@@ -36,4 +36,11 @@ test('refused tokens and hostile claims deny', () => {
   assert.equal(denyReason(policy.authorize(Request.forTest().withToken('forged'))), 'token refused: bad signature');
   assert.match(denyReason(policy.authorize(Request.forTest().withToken('sneaky'))) ?? '', /not a single subject token/);
   assert.throws(() => new OidcBroker('{"rules": []}'), /empty/);
+  assert.throws(() => new OidcBroker('{"token_form": "token", "rules": [{"account": "A"}]}'), /unknown field `token_form`/);
+  assert.throws(() => new OidcBroker('{"rules": [{"account": "A", "publish": "x.>"}]}'), /not a list of subjects/);
+  assert.throws(() => new OidcBroker('{"rules": [{"account": "A", "value": "x"}]}'), /no claim/);
+  // null is absent; inherited properties are not claims.
+  const lenient = new OidcBroker('{"rules": [{"issuer": null, "claim": "constructor", "account": "A"}, {"account": "B"}]}');
+  acceptToken('plain', 'https://idp', { sub: 'x' });
+  assert.equal(grantOf(lenient.authorize(Request.forTest().withToken('plain')))?.account, 'B');
 });

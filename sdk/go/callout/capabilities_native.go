@@ -49,7 +49,8 @@ func TestDeleteKV(bucket, key string) {
 	delete(doubles.kv[bucket], key)
 }
 
-// TestMakeKVUnavailable makes reads of bucket fail as when the host's copy may be stale.
+// TestMakeKVUnavailable makes reads of bucket fail as when the host's copy
+// may be stale (the bucket counts as granted from then on).
 func TestMakeKVUnavailable(bucket string) {
 	doubles.Lock()
 	defer doubles.Unlock()
@@ -57,6 +58,12 @@ func TestMakeKVUnavailable(bucket string) {
 		doubles.unavailable = map[string]bool{}
 	}
 	doubles.unavailable[bucket] = true
+	if doubles.kv == nil {
+		doubles.kv = map[string]map[string][]byte{}
+	}
+	if doubles.kv[bucket] == nil {
+		doubles.kv[bucket] = map[string][]byte{}
+	}
 }
 
 // TestAcceptToken makes token verify, from issuer, with claims (JSON).
@@ -103,12 +110,12 @@ func TestAcceptSignature(key string, message []byte, signature string) {
 func kvGet(bucket, key string) ([]byte, bool, error) {
 	doubles.Lock()
 	defer doubles.Unlock()
-	if doubles.unavailable[bucket] {
-		return nil, false, &KVError{KVUnavailable, "(test double)"}
-	}
 	entries, granted := doubles.kv[bucket]
 	if !granted {
 		return nil, false, &KVError{KVNotGranted, bucket}
+	}
+	if doubles.unavailable[bucket] {
+		return nil, false, &KVError{KVUnavailable, "(test double)"}
 	}
 	value, found := entries[key]
 	return value, found, nil

@@ -57,7 +57,7 @@ const capabilityModule = /^nats:callout\/(kv|oidc|password|nkey)(@.*)?$/;
 // the capabilities it imports, written beside a copy of the WIT in `work`.
 function worldFor(bundledSource, work) {
   const imported = new Set();
-  for (const match of bundledSource.matchAll(/["']nats:callout\/(kv|oidc|password|nkey)@[^"']*["']/g)) {
+  for (const match of bundledSource.matchAll(/["']nats:callout\/(kv|oidc|password|nkey)(@[^"']*)?["']/g)) {
     imported.add(match[1]);
   }
   if (imported.size === 0) return { witPath: witPath(), worldName: 'policy' };

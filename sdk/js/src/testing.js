@@ -1,6 +1,6 @@
 // Test doubles of the capabilities, for `nats-callout-js test`: tell them
-// what the host would answer. Importing this module in a policy (not in its
-// tests) fails its build.
+// what the host would answer. For tests only: in a component they change
+// nothing (the host answers).
 import { doubles } from './native/doubles.js';
 
 export function resetCapabilities() {
@@ -23,6 +23,7 @@ export function deleteKv(bucket, key) {
 }
 
 export function makeKvUnavailable(bucket) {
+  if (!doubles.kv.has(bucket)) doubles.kv.set(bucket, new Map());
   doubles.unavailable.add(bucket);
 }
 

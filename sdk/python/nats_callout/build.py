@@ -17,8 +17,8 @@ host refuses a policy importing a capability its operator did not grant.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -41,25 +41,43 @@ def wit_dir() -> Path:
 
 
 CAPABILITIES = ("kv", "nkey", "oidc", "password")
-_USES = re.compile(
-    r"nats_callout\.(kv|nkey|oidc|password)\b|from\s+nats_callout\s+import\s+(\([^)]*\)|[^\n]+)"
-)
+
+
+def _is_test(path: Path) -> bool:
+    name = path.name
+    return name == "conftest.py" or name.startswith("test_") or name.endswith("_test.py")
 
 
 def used_capabilities(folders: list[str]) -> set[str]:
-    """The capability modules of ``nats_callout`` imported by the ``.py``
-    files of ``folders`` (not the SDK's own)."""
+    """The capability modules of ``nats_callout`` the policy's ``.py`` files
+    import (``from nats_callout import kv``, ``from nats_callout.kv import
+    get``, ``import nats_callout.kv``), read with ``ast``: comments and
+    strings do not count. Tests, hidden folders (``.venv``) and the SDK's
+    own files are left out."""
     found: set[str] = set()
     for folder in folders:
-        for path in Path(folder).rglob("*.py"):
-            if SDK_ROOT in path.resolve().parents:
+        root = Path(folder).resolve()
+        for path in root.rglob("*.py"):
+            relative = path.relative_to(root).parts
+            if any(part.startswith(".") or part in ("tests", "__pycache__") for part in relative[:-1]):
                 continue
-            for match in _USES.finditer(path.read_text(encoding="utf-8", errors="replace")):
-                if match.group(1):
-                    found.add(match.group(1))
-                else:
-                    names = re.findall(r"\w+", match.group(2))
-                    found.update(name for name in names if name in CAPABILITIES)
+            if _is_test(path) or SDK_ROOT in path.resolve().parents:
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            except SyntaxError:
+                continue  # componentize-py reports it, if the policy imports it
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    if node.module == "nats_callout":
+                        found.update(alias.name for alias in node.names if alias.name in CAPABILITIES)
+                    elif node.module.startswith("nats_callout."):
+                        found.update(part for part in node.module.split(".")[1:2] if part in CAPABILITIES)
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        parts = alias.name.split(".")
+                        if parts[0] == "nats_callout" and len(parts) > 1 and parts[1] in CAPABILITIES:
+                            found.add(parts[1])
     return found
 
 

@@ -4,7 +4,13 @@ each: microseconds, current within milliseconds of a ``nats kv put``."""
 
 from __future__ import annotations
 
-from wit_world.imports import kv as _host
+try:
+    from wit_world.imports import kv as _host
+except ImportError:  # a component built without it
+    raise ImportError(
+        "this component was built without the kv capability: build it with "
+        "`python -m nats_callout.build ... --capabilities kv`"
+    ) from None
 
 from . import testing
 from .capability import calling

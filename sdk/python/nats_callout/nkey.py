@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wit_world.imports import nkey as _host
+try:
+    from wit_world.imports import nkey as _host
+except ImportError:  # a component built without it
+    raise ImportError(
+        "this component was built without the nkey capability: build it with "
+        "`python -m nats_callout.build ... --capabilities nkey`"
+    ) from None
 
 from . import testing
 from .capability import CapabilityError, calling

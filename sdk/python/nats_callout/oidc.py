@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wit_world.imports import oidc as _host
+try:
+    from wit_world.imports import oidc as _host
+except ImportError:  # a component built without it
+    raise ImportError(
+        "this component was built without the oidc capability: build it with "
+        "`python -m nats_callout.build ... --capabilities oidc`"
+    ) from None
 
 from . import testing
 from .capability import calling

@@ -5,7 +5,13 @@ that allows a hash."""
 
 from __future__ import annotations
 
-from wit_world.imports import password as _host
+try:
+    from wit_world.imports import password as _host
+except ImportError:  # a component built without it
+    raise ImportError(
+        "this component was built without the password capability: build it with "
+        "`python -m nats_callout.build ... --capabilities password`"
+    ) from None
 
 from . import testing
 from .capability import calling

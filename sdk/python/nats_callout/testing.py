@@ -52,7 +52,9 @@ def delete_kv(bucket: str, key: str) -> None:
 
 
 def make_kv_unavailable(bucket: str) -> None:
-    """Makes reads of ``bucket`` fail as when the host's copy may be stale."""
+    """Makes reads of ``bucket`` fail as when the host's copy may be stale
+    (the bucket counts as granted from then on)."""
+    _doubles.kv.setdefault(bucket, {})
     _doubles.unavailable.add(bucket)
 
 
@@ -78,10 +80,10 @@ def accept_signature(key: str, message: bytes | str, signature: str) -> None:
 
 
 def _kv_get(bucket: str, key: str) -> bytes | None:
-    if bucket in _doubles.unavailable:
-        raise _error("unavailable", f'bucket "{bucket}": (test double)')
     if bucket not in _doubles.kv:
         raise _error("not-granted", bucket)
+    if bucket in _doubles.unavailable:
+        raise _error("unavailable", f'bucket "{bucket}": (test double)')
     return _doubles.kv[bucket].get(key)
 
 

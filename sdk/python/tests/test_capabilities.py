@@ -65,8 +65,12 @@ def test_an_nkey_client_is_admitted_only_with_its_signature_of_the_nonce():
 
 def test_the_build_finds_the_capabilities_a_policy_imports(tmp_path):
     (tmp_path / "app.py").write_text("from nats_callout import Grant, oidc\nimport nats_callout.kv\n")
-    (tmp_path / "other.py").write_text("from nats_callout import (\n    password,\n)\n")
-    assert used_capabilities([str(tmp_path)]) == {"oidc", "kv", "password"}
-    (tmp_path / "app.py").write_text("from nats_callout import Grant\n")
+    (tmp_path / "other.py").write_text("from nats_callout import (\n    password,\n)\nfrom nats_callout.nkey import verify\n")
+    assert used_capabilities([str(tmp_path)]) == {"oidc", "kv", "password", "nkey"}
+    # Comments, strings, tests and hidden folders do not count.
+    (tmp_path / "app.py").write_text('"""uses nats_callout.kv"""\nfrom nats_callout import Grant  # kv\n')
     (tmp_path / "other.py").unlink()
+    (tmp_path / "test_app.py").write_text("from nats_callout import testing, kv\n")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "lib.py").write_text("from nats_callout import oidc\n")
     assert used_capabilities([str(tmp_path)]) == set()

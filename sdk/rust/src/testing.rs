@@ -72,9 +72,13 @@ pub fn delete_kv(bucket: &str, key: &str) {
     with(|d| d.kv.entry(bucket.into()).or_default().remove(key));
 }
 
-/// Makes reads of `bucket` fail as the host's do when its copy may be stale.
+/// Makes reads of `bucket` fail as the host's do when its copy may be stale
+/// (the bucket counts as granted from then on).
 pub fn make_kv_unavailable(bucket: &str) {
-    with(|d| d.unavailable.insert(bucket.into()));
+    with(|d| {
+        d.kv.entry(bucket.into()).or_default();
+        d.unavailable.insert(bucket.into())
+    });
 }
 
 /// Makes `token` verify, from `issuer`, with `claims` (JSON text).
@@ -105,16 +109,12 @@ pub fn accept_signature(key: &str, message: &[u8], signature: &str) {
 }
 
 pub(crate) fn kv_get(bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-    with(|d| {
-        if d.unavailable.contains(bucket) {
-            return Err(KvError::Unavailable(format!(
-                "bucket {bucket:?}: (test double)"
-            )));
-        }
-        match d.kv.get(bucket) {
-            Some(entries) => Ok(entries.get(key).cloned()),
-            None => Err(KvError::NotGranted(bucket.into())),
-        }
+    with(|d| match d.kv.get(bucket) {
+        None => Err(KvError::NotGranted(bucket.into())),
+        Some(_) if d.unavailable.contains(bucket) => Err(KvError::Unavailable(format!(
+            "bucket {bucket:?}: (test double)"
+        ))),
+        Some(entries) => Ok(entries.get(key).cloned()),
     })
 }
 
