@@ -2,11 +2,13 @@
 # What capabilities cost, all measured in one run so the ratios compare like
 # with like:
 #   1. per policy call (`check --repeat`: a fresh instance per call, the median
-#      and p99 of REPEAT calls, capabilities answering from the kits' data):
-#      the Rust oidc example verifying an ES256 and an RS256 token (key set held)
-#      beside the Rust token-table; the Go kv-users example reading a KV record
-#      (unknown user), a record + an nkey signature, a record + an argon2id hash
-#      at OWASP's floor, beside the Go token-table;
+#      and p99 of REPEAT calls, capabilities answering from the kits' data),
+#      each beside a call of the same policy that reaches no capability: the
+#      Rust oidc example verifying an ES256 and an RS256 token (key set held)
+#      beside it refusing a client without a token; the Go kv-users example
+#      checking an nkey signature, reading a KV record, checking an argon2id
+#      hash at OWASP's floor, beside it refusing a client without credentials
+#      (and its whole allow path: signature, record, JSON, grant);
 #   2. a connection storm through nats-server: the oidc example (ES256 tokens)
 #      beside the token-table example: connects/s, latency, CPU per connect.
 # Usage: scripts/bench-capabilities.sh [CONNECTIONS] [CONCURRENCY]; REPEAT=<n>.
@@ -23,9 +25,10 @@ kits=tests/conformance
 rust=target/wasm32-wasip2/release
 other=target/policies
 
-# call LABEL POLICY KIT CASE: one line of JSON with the call's timing.
+# call LABEL POLICY KIT CASE BASELINE: one line of JSON with the call's
+# timing, and the label of the call it is compared with.
 call() {
-  local label=$1 policy=$2 kit=$kits/$3
+  local label=$1 policy=$2 kit=$kits/$3 baseline=$5
   python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["request"]))' \
     "$kit/cases/$4.json" > "$work/request.json"
   local args=(--policy "$policy" --request "$work/request.json" --timeout-ms 5000 --repeat "$REPEAT")
@@ -34,18 +37,20 @@ call() {
   $bin check "${args[@]}" | python3 -c '
 import json, sys
 report = json.load(sys.stdin)
-print(json.dumps({"label": sys.argv[1], "decision": report["decision"], **report["timing"]}))' "$label" \
+print(json.dumps({"label": sys.argv[1], "baseline": sys.argv[2], "decision": report["decision"], **report["timing"]}))' "$label" "$baseline" \
     >> "$work/calls.jsonl"
 }
 
 echo "== per policy call ($REPEAT calls each) ==" >&2
-call "Rust token-table: token" "$rust/token_table.wasm" token-table token-known
-call "Rust oidc: ES256 token" "$rust/oidc.wasm" oidc token-es256
-call "Rust oidc: RS256 token" "$rust/oidc.wasm" oidc token-rs256-ops
-call "Go token-table: token" "$other/token_table_go.wasm" token-table token-known
-call "Go kv-users: KV lookup (no such user)" "$other/kv_users.wasm" kv-users user-unknown
-call "Go kv-users: KV lookup + nkey signature" "$other/kv_users.wasm" kv-users nkey-signed
-call "Go kv-users: KV lookup + argon2id (m=19456, t=2)" "$other/kv_users.wasm" kv-users password-right
+call "Rust token-table: a token (for scale)" "$rust/token_table.wasm" token-table token-known ""
+call "Rust oidc: no token" "$rust/oidc.wasm" oidc no-token ""
+call "Rust oidc: ES256 token verified, grant" "$rust/oidc.wasm" oidc token-es256 "Rust oidc: no token"
+call "Rust oidc: RS256 token verified, grant" "$rust/oidc.wasm" oidc token-rs256-ops "Rust oidc: no token"
+call "Go kv-users: no credentials" "$other/kv_users.wasm" kv-users no-credentials ""
+call "Go kv-users: nkey signature (forged)" "$other/kv_users.wasm" kv-users nkey-forged "Go kv-users: no credentials"
+call "Go kv-users: KV lookup (no such user)" "$other/kv_users.wasm" kv-users user-unknown "Go kv-users: no credentials"
+call "Go kv-users: KV lookup + argon2id m=19456 t=2 (wrong password)" "$other/kv_users.wasm" kv-users password-wrong "Go kv-users: no credentials"
+call "Go kv-users: nkey signature + KV lookup + JSON record + grant" "$other/kv_users.wasm" kv-users nkey-signed "Go kv-users: no credentials"
 
 # --- storms: the oidc example, then the token-table, on one server ---
 callout_server 10s
@@ -96,13 +101,12 @@ python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
 calls = [json.loads(line) for line in open(f"{work}/calls.jsonl")]
-base = {"Rust": calls[0]["call_p50_us"], "Go": calls[3]["call_p50_us"]}
-print("| policy call | decision | p50 µs | p99 µs | p50 over its language's token-table |")
+p50 = {c["label"]: c["call_p50_us"] for c in calls}
+print("| policy call | decision | p50 µs | p99 µs | p50 over the same policy reaching no capability |")
 print("|---|---|---:|---:|---:|")
 for c in calls:
-    language = c["label"].split()[0]
-    extra = c["call_p50_us"] - base[language]
-    print(f"| {c['label']} | {c['decision']} | {c['call_p50_us']:.0f} | {c['call_p99_us']:.0f} | {'+' if extra >= 0 else ''}{extra:.0f} µs |")
+    extra = "" if not c["baseline"] else f"{c['call_p50_us'] - p50[c['baseline']]:+.0f} µs"
+    print(f"| {c['label']} | {c['decision']} | {c['call_p50_us']:.0f} | {c['call_p99_us']:.0f} | {extra} |")
 print()
 storms = [json.loads(line) for line in open(f"{work}/storms.jsonl")]
 def med(label, key):
