@@ -28,7 +28,8 @@ const (
 	// Its `alg` is `none`, HMAC, not allowed for the issuer, or not the
 	// algorithm of the key it names.
 	TokenError_AlgorithmRefused uint8 = 2
-	// No key of the issuer has its `kid`, even after a refresh.
+	// No key of the issuer has its `kid`. The host fetched the keys
+	// again first, unless it did less than 5 seconds ago.
 	TokenError_UnknownKey uint8 = 3
 	// The signature does not verify.
 	TokenError_BadSignature uint8 = 4
