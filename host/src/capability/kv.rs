@@ -230,8 +230,8 @@ impl Mirror {
             Ok(store) => store,
             Err(e) => return stale(format!("bucket {:?} cannot be read: {e}", self.bucket)),
         };
-        let target = match store.status().await {
-            Ok(status) => status.info.state.last_sequence,
+        let (target, values) = match store.status().await {
+            Ok(status) => (status.info.state.last_sequence, status.values()),
             Err(e) => return stale(format!("bucket {:?} has no status: {e}", self.bucket)),
         };
         // Connected by now (JetStream answered): a later reconnect makes
@@ -243,7 +243,9 @@ impl Mirror {
         };
         let mut fresh = Some(HashMap::new());
         let mut applied = 0u64;
-        if target == 0 {
+        // An empty bucket's watch delivers nothing (its last sequence may
+        // stay above 0 after values aged out): current at once.
+        if values == 0 {
             self.replace(fresh.take().unwrap_or_default(), connects);
         }
         let mut checks = tokio::time::interval(CHECK_EVERY);
@@ -265,7 +267,10 @@ impl Mirror {
                         Some(fresh) => apply(fresh, entry.key, entry.value, live),
                         None => apply(&mut self.write_entries(), entry.key, entry.value, live),
                     }
-                    if fresh.is_some() && applied >= target {
+                    // Up to the stream's end when the read began (or the
+                    // watch says it has delivered all there was: values
+                    // removed by age leave gaps below that end).
+                    if fresh.is_some() && (applied >= target || entry.seen_current || entry.delta == 0) {
                         self.replace(fresh.take().unwrap_or_default(), connects);
                     }
                 }
