@@ -36,6 +36,8 @@ pub struct Metrics {
     last_reload_successful: Gauge,
     shadow: Family<ShadowLabels, Counter>,
     audit_dropped: Counter,
+    kv_mirror_current: Family<MirrorLabels, Gauge>,
+    oidc_key_fetches: Family<KeyFetchLabels, Counter>,
 }
 
 /// A decision as metrics count it.
@@ -124,6 +126,20 @@ struct CalloutLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorLabels {
+    callout: String,
+    bucket: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyFetchLabels {
+    /// The issuer as configured (operators' values: bounded).
+    issuer: String,
+    /// `ok` or `failed`.
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShadowLabels {
     tenant: Arc<str>,
     /// `agree`, `decision`, `account`, `grant`, `failed` or `skipped`.
@@ -168,6 +184,8 @@ impl Metrics {
             last_reload_successful: Gauge::default(),
             shadow: Family::default(),
             audit_dropped: Counter::default(),
+            kv_mirror_current: Family::default(),
+            oidc_key_fetches: Family::default(),
         };
         let registry = metrics
             .registry
@@ -241,6 +259,16 @@ impl Metrics {
             "audit_events_dropped",
             "Audit events dropped because their queue was full (NATS or the file slower than decisions)",
             metrics.audit_dropped.clone(),
+        );
+        registry.register(
+            "kv_mirror_current",
+            "1 while the host's copy of a granted KV bucket answers reads; 0 while it reads the bucket or may be stale (reads fail as unavailable)",
+            metrics.kv_mirror_current.clone(),
+        );
+        registry.register(
+            "oidc_key_fetches",
+            "Fetches of an OIDC issuer's keys (discovery and JWKS) by result; a failed one keeps the keys held",
+            metrics.oidc_key_fetches.clone(),
         );
         metrics
     }
@@ -351,6 +379,24 @@ impl Metrics {
             .get_or_create(&ShadowLabels {
                 tenant: tenant.clone(),
                 result,
+            })
+            .inc();
+    }
+
+    /// The gauge of the KV mirror of `bucket` on `callout`'s connection.
+    pub fn kv_mirror(&self, callout: &str, bucket: &str) -> Gauge {
+        self.kv_mirror_current.get_or_create_owned(&MirrorLabels {
+            callout: callout.into(),
+            bucket: bucket.into(),
+        })
+    }
+
+    /// Counts a fetch of `issuer`'s keys.
+    pub fn oidc_key_fetch(&self, issuer: &str, ok: bool) {
+        self.oidc_key_fetches
+            .get_or_create(&KeyFetchLabels {
+                issuer: issuer.into(),
+                result: if ok { "ok" } else { "failed" },
             })
             .inc();
     }

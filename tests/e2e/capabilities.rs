@@ -18,6 +18,7 @@ use nats_callout::testing::tokens::{SigningKey, jwks, now_plus, unsigned};
 use serde_json::{Value, json};
 
 use super::harness::{CalloutSpec, ServerXkey, stack};
+use super::operations::{scrape_until, sum};
 use super::{connect, sorted, user_info};
 
 /// An OIDC provider on loopback: its discovery document and key set, which
@@ -134,10 +135,13 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys_and_mapped_to_grants(
         "timeout_ms = 2000\n\n[[policy.capabilities.oidc]]\nissuer = \"{}\"\naudiences = [\"nats\"]\n",
         issuer.url
     );
+    let metrics_port = super::harness::free_port();
+    let metrics_table = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
     let spec = CalloutSpec {
         policy: "oidc",
         settings_toml: OIDC_RULES,
         accounts: &["APP", "OTHER"],
+        extra_toml: &metrics_table,
         ..CalloutSpec::hostile("", &capability)
     };
     let (server, callout) = stack(ServerXkey::None, 3, &spec);
@@ -249,6 +253,16 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys_and_mapped_to_grants(
         "cannot fetch the OIDC issuer's keys; keeping those held",
         Duration::from_secs(5),
     );
+    // Fetches are counted by result: the first, the rotation's, the failed one.
+    let fetches = |scrape: &prometheus_parse::Scrape, result: &str| {
+        sum(
+            scrape,
+            "nats_callout_oidc_key_fetches_total",
+            &[("issuer", &issuer.url), ("result", result)],
+        )
+    };
+    let counted = scrape_until(metrics_port, |s| fetches(s, "failed") >= 1.0).await;
+    assert_eq!(fetches(&counted, "ok"), 2.0);
     let dave = connect(
         &server.url(),
         with_token(rs.sign(&issuer.claims("dave", json!({})))),
@@ -398,14 +412,25 @@ async fn kv_user_records_admit_by_password_hash_and_nkey_and_follow_the_bucket()
         "timeout_ms = 2000\ngolden_kit = \"{}\"\n\n[policy.capabilities]\nnkey = true\n\n[policy.capabilities.password]\n\n[policy.capabilities.kv]\nbuckets = [\"users\"]\n",
         golden.display()
     );
+    let metrics_port = super::harness::free_port();
+    let metrics_table = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
     let spec = CalloutSpec {
         policy: "kv-users",
         settings_toml: "bucket = \"users\"",
         accounts: &["APP", "OTHER"],
+        extra_toml: &metrics_table,
         ..CalloutSpec::hostile("", &kv_policy_toml)
     };
     let callout = super::harness::Callout::start(&server.url(), &keys, &spec);
     callout.wait_for_log("KV mirror is current", Duration::from_secs(10));
+    let mirror_current = |scrape: &prometheus_parse::Scrape| {
+        sum(
+            scrape,
+            "nats_callout_kv_mirror_current",
+            &[("bucket", "users")],
+        )
+    };
+    scrape_until(metrics_port, |s| mirror_current(s) == 1.0).await;
     let url = server.url();
     let password = |user: &str, password: &str| {
         let (user, password) = (user.to_string(), password.to_string());
@@ -510,6 +535,7 @@ async fn kv_user_records_admit_by_password_hash_and_nkey_and_follow_the_bucket()
     )
     .await;
     callout.wait_for_log("user records unavailable", Duration::from_secs(5));
+    scrape_until(metrics_port, |s| mirror_current(s) == 0.0).await;
     assert!(
         !callout.log().contains(ALICE_PASSWORD),
         "a password in the log"

@@ -36,7 +36,7 @@ async fn http_get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// `/metrics`, parsed as Prometheus parses it.
-async fn scrape(port: u16) -> prometheus_parse::Scrape {
+pub(super) async fn scrape(port: u16) -> prometheus_parse::Scrape {
     let (status, body) = http_get(port, "/metrics").await;
     assert_eq!(status, 200, "{body}");
     prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_string())))
@@ -44,7 +44,7 @@ async fn scrape(port: u16) -> prometheus_parse::Scrape {
 }
 
 /// The sum of the samples of `name` whose labels include all of `labels`.
-fn sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(super) fn sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape
         .samples
         .iter()
@@ -215,7 +215,7 @@ async fn metrics_health_and_the_services_api_count_what_clients_saw() {
 }
 
 /// Scrapes until `done` holds (a metric updated by a background event).
-async fn scrape_until(
+pub(super) async fn scrape_until(
     port: u16,
     done: impl Fn(&prometheus_parse::Scrape) -> bool,
 ) -> prometheus_parse::Scrape {

@@ -19,6 +19,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::kv::Operation;
 use bytes::Bytes;
 use futures::StreamExt;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::runtime::Handle;
 
 use super::GrantError;
@@ -75,6 +76,8 @@ pub(crate) struct Mirror {
     /// The client's connection count when the copy became current: a
     /// reconnect since makes it stale.
     connects: AtomicU64,
+    /// 1 while current (`kv_mirror_current`).
+    current: Gauge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +110,8 @@ impl Mirrors {
         let copies = buckets
             .iter()
             .map(|bucket| {
-                let mirror = connection.mirror(bucket, &self.runtime);
+                let current = metrics.kv_mirror(callout.label(), bucket);
+                let mirror = connection.mirror(bucket, &self.runtime, current);
                 (bucket.clone(), Source::Mirror(mirror))
             })
             .collect();
@@ -151,7 +155,7 @@ impl Mirrors {
 
 impl CalloutMirrors {
     /// The mirror of `bucket`: the one running, or a new one started.
-    fn mirror(&self, bucket: &str, runtime: &Handle) -> Arc<Mirror> {
+    fn mirror(&self, bucket: &str, runtime: &Handle, current: Gauge) -> Arc<Mirror> {
         let mut buckets = self
             .buckets
             .lock()
@@ -160,7 +164,7 @@ impl CalloutMirrors {
         if let Some(running) = buckets.get(bucket).and_then(Weak::upgrade) {
             return running;
         }
-        let mirror = Mirror::start(bucket, self.client.clone(), runtime);
+        let mirror = Mirror::start(bucket, self.client.clone(), runtime, current);
         buckets.insert(bucket.to_string(), Arc::downgrade(&mirror));
         mirror
     }
@@ -175,10 +179,17 @@ enum Stopped {
 }
 
 impl Mirror {
-    fn start(bucket: &str, client: async_nats::Client, runtime: &Handle) -> Arc<Mirror> {
+    fn start(
+        bucket: &str,
+        client: async_nats::Client,
+        runtime: &Handle,
+        current: Gauge,
+    ) -> Arc<Mirror> {
+        current.set(0);
         let mirror = Arc::new(Mirror {
             bucket: bucket.to_string(),
             client,
+            current,
             entries: RwLock::new(HashMap::new()),
             state: RwLock::new(MirrorState::Loading),
             connects: AtomicU64::new(0),
@@ -311,6 +322,7 @@ impl Mirror {
     }
 
     fn set_state(&self, state: MirrorState) {
+        self.current.set(i64::from(state == MirrorState::Current));
         *self
             .state
             .write()

@@ -179,12 +179,16 @@ pub struct Services {
 impl Services {
     /// Services with `hashes_in_flight` password hashes at once, whose
     /// connections, watches and fetches run on `runtime` (the service's).
-    pub fn new(hashes_in_flight: usize, runtime: tokio::runtime::Handle) -> Services {
+    pub fn new(
+        hashes_in_flight: usize,
+        runtime: tokio::runtime::Handle,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Services {
         Services {
             hashing: Arc::new(Semaphore::new(hashes_in_flight.max(1))),
             hashes_in_flight: hashes_in_flight.max(1),
             mirrors: kv::Mirrors::new(runtime.clone()),
-            issuers: oidc::Issuers::new(runtime),
+            issuers: oidc::Issuers::new(runtime, metrics),
         }
     }
 

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 
 use super::GrantError;
 use crate::config::{OidcIssuerConfig, secure_url};
+use crate::metrics::Metrics;
 use crate::policy::sandbox::CallState;
 use crate::policy::wit::nats::callout::oidc::{Host, TokenError, VerifiedToken};
 use crate::untrusted::printable;
@@ -51,6 +52,7 @@ const QUOTED_BYTES: usize = 128;
 /// Every granted issuer, by its configuration.
 pub(crate) struct Issuers {
     runtime: Handle,
+    metrics: Arc<Metrics>,
     by_config: Mutex<HashMap<OidcIssuerConfig, Weak<Issuer>>>,
 }
 
@@ -69,6 +71,8 @@ struct Issuer {
     algorithms: Vec<Algorithm>,
     source: KeySource,
     runtime: Handle,
+    /// Counts its fetches (not a fixture's issuer's: it never fetches).
+    metrics: Option<Arc<Metrics>>,
     keys: RwLock<Arc<KeySet>>,
     fetch: Mutex<FetchState>,
     /// Bumped at the end of every fetch, failed or not.
@@ -107,9 +111,10 @@ struct SigningKey {
 }
 
 impl Issuers {
-    pub(crate) fn new(runtime: Handle) -> Issuers {
+    pub(crate) fn new(runtime: Handle, metrics: Arc<Metrics>) -> Issuers {
         Issuers {
             runtime,
+            metrics,
             by_config: Mutex::new(HashMap::new()),
         }
     }
@@ -133,7 +138,8 @@ impl Issuers {
             let issuer = match shared {
                 Some(issuer) => issuer,
                 None => {
-                    let issuer = Issuer::start(config.clone(), self.runtime.clone())?;
+                    let issuer =
+                        Issuer::start(config.clone(), self.runtime.clone(), self.metrics.clone())?;
                     known.insert(config.clone(), Arc::downgrade(&issuer));
                     issuer
                 }
@@ -148,7 +154,11 @@ impl Issuers {
 }
 
 impl Issuer {
-    fn start(config: OidcIssuerConfig, runtime: Handle) -> Result<Arc<Issuer>, GrantError> {
+    fn start(
+        config: OidcIssuerConfig,
+        runtime: Handle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Issuer>, GrantError> {
         let failed = |reason: String| GrantError::Oidc {
             issuer: config.issuer.clone(),
             reason,
@@ -170,7 +180,7 @@ impl Issuer {
                 KeySet::default(),
             ),
         };
-        let issuer = Issuer::new(config, source, keys, runtime);
+        let issuer = Issuer::new(config, source, keys, runtime, Some(metrics));
         if matches!(issuer.source, KeySource::Url { .. }) {
             issuer.start_fetch(true);
             issuer.schedule_refreshes();
@@ -191,7 +201,7 @@ impl Issuer {
             })?,
             None => KeySet::default(),
         };
-        Ok(Issuer::new(config, KeySource::Fixed, keys, runtime))
+        Ok(Issuer::new(config, KeySource::Fixed, keys, runtime, None))
     }
 
     fn new(
@@ -199,8 +209,10 @@ impl Issuer {
         source: KeySource,
         keys: KeySet,
         runtime: Handle,
+        metrics: Option<Arc<Metrics>>,
     ) -> Arc<Issuer> {
         Arc::new(Issuer {
+            metrics,
             algorithms: config
                 .algorithms()
                 .iter()
@@ -274,6 +286,9 @@ impl Issuer {
             // Whatever happens to this task, the fetch is over when it ends.
             let _over = FetchOver(issuer.clone());
             let fetched = fetch_keys(&client, &issuer.config.issuer, jwks_url.as_deref()).await;
+            if let Some(metrics) = &issuer.metrics {
+                metrics.oidc_key_fetch(&issuer.config.issuer, fetched.is_ok());
+            }
             let mut state = issuer.fetch_state();
             match fetched {
                 Ok(keys) => {
@@ -734,7 +749,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("jwks.json");
         std::fs::write(&file, jwks(&[&rsa, &ec]).to_string()).unwrap();
-        let issuers = Issuers::new(Handle::current());
+        let issuers = Issuers::new(Handle::current(), Arc::new(Metrics::new()));
         let verifier = issuers.verifier(&[config(&file)]).unwrap();
         let good = claims("nats", now_plus(300));
 
@@ -811,7 +826,7 @@ mod tests {
         std::fs::write(&file, jwks(&[&rsa, &ec]).to_string()).unwrap();
         let mut only_ec = config(&file);
         only_ec.algorithms = Some(vec!["ES256".into()]);
-        let verifier = Issuers::new(Handle::current())
+        let verifier = Issuers::new(Handle::current(), Arc::new(Metrics::new()))
             .verifier(&[only_ec])
             .unwrap();
         let good = claims("nats", now_plus(60));
@@ -842,7 +857,10 @@ mod tests {
 
     #[test]
     fn a_missing_key_file_fails_the_grant_naming_it() {
-        let issuers = Issuers::new(tokio::runtime::Runtime::new().unwrap().handle().clone());
+        let issuers = Issuers::new(
+            tokio::runtime::Runtime::new().unwrap().handle().clone(),
+            Arc::new(Metrics::new()),
+        );
         let error = issuers
             .verifier(&[config(std::path::Path::new("/nonexistent/jwks.json"))])
             .err()

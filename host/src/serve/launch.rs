@@ -56,6 +56,7 @@ pub async fn launch(
         capabilities: Services::new(
             service.password_hashes_in_flight(),
             tokio::runtime::Handle::current(),
+            observers.metrics.clone(),
         ),
     };
     let registries = parts.build(config, Start::First).await?;
