@@ -75,6 +75,67 @@ fn the_kit_passes_for_python() {
     conformance("echo-py", "sandbox");
 }
 
+/// `sdk/go/build.sh` finds its tools without being told (this checkout's
+/// Go and host binary), says what to do when one is missing, and leaves no
+/// half-built module behind when the policy does not compile.
+#[test]
+fn the_go_build_script_finds_its_tools_and_cleans_up() {
+    let script = workspace().join("sdk/go/build.sh");
+    let dir = tempfile::tempdir().expect("a folder");
+    let run = |policy: &std::path::Path, out: &str, extra_env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg(&script)
+            .arg(policy)
+            .arg(dir.path().join(out))
+            .env_clear()
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("PATH", "/usr/bin:/bin");
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        command.output().expect("bash runs")
+    };
+    let example = workspace().join("plugins/token-table-go");
+    let built = run(&example, "policy.wasm", &[]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(dir.path().join("policy.wasm").exists());
+
+    let missing = run(
+        &example,
+        "other.wasm",
+        &[("NATS_CALLOUT", "/nonexistent/nats-callout")],
+    );
+    let error = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        error.contains("NATS_CALLOUT=/nonexistent/nats-callout is not an executable"),
+        "{error}"
+    );
+
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).expect("a policy folder");
+    let go_mod = std::fs::read_to_string(example.join("go.mod")).expect("go.mod");
+    let sdk = workspace().join("sdk/go");
+    let go_mod = go_mod.replace("=> ../../sdk/go", &format!("=> {}", sdk.display()));
+    std::fs::write(broken.join("go.mod"), go_mod).expect("write go.mod");
+    std::fs::write(broken.join("main.go"), "package main\n\nfunc main() {\n")
+        .expect("write main.go");
+    let failed = run(&broken, "broken.wasm", &[]);
+    assert!(!failed.status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("broken"))
+        .collect();
+    assert_eq!(left, ["broken"], "a failed build left files behind");
+}
+
 /// `check --capabilities` answers one request from the capabilities' data,
 /// and without it the policy does not load, naming what it imports.
 #[test]
