@@ -136,7 +136,7 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys_and_mapped_to_grants(
         issuer.url
     );
     let metrics_port = super::harness::free_port();
-    let metrics_table = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let metrics_table = super::harness::metrics_table(metrics_port);
     let spec = CalloutSpec {
         policy: "oidc",
         settings_toml: OIDC_RULES,
@@ -413,7 +413,7 @@ async fn kv_user_records_admit_by_password_hash_and_nkey_and_follow_the_bucket()
         golden.display()
     );
     let metrics_port = super::harness::free_port();
-    let metrics_table = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let metrics_table = super::harness::metrics_table(metrics_port);
     let spec = CalloutSpec {
         policy: "kv-users",
         settings_toml: "bucket = \"users\"",

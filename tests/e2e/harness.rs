@@ -61,6 +61,11 @@ pub fn policy_cache_dir() -> PathBuf {
 }
 
 /// A free TCP port on the loopback interface.
+/// The `[metrics]` table of a service listening on `port`.
+pub fn metrics_table(port: u16) -> String {
+    format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")

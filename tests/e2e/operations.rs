@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::harness::{CalloutSpec, ServerXkey, free_port, policy_wasm, stack};
+use super::harness::{CalloutSpec, ServerXkey, free_port, metrics_table, policy_wasm, stack};
 use super::{TOKEN_TABLE_SETTINGS, assert_authorization_violation, connect};
 
 /// An HTTP GET on loopback: the status code and the body.
@@ -84,7 +84,7 @@ async fn wait_until_ready(port: u16, ready: bool, timeout: Duration) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_the_services_api_count_what_clients_saw() {
     let port = free_port();
-    let metrics_table = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let metrics_table = metrics_table(port);
     let spec = CalloutSpec {
         policy: "token-table",
         settings_toml: TOKEN_TABLE_SETTINGS,
@@ -256,7 +256,7 @@ fn write_golden_kit(dir: &Path, token: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_swaps_a_good_policy_in_and_a_bad_one_changes_nothing() {
     let port = free_port();
-    let metrics_table = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let metrics_table = metrics_table(port);
     let spec = CalloutSpec {
         policy: "token-table",
         settings_toml: TOKEN_TABLE_SETTINGS,

@@ -183,14 +183,9 @@ impl Fixture {
 impl FixtureIssuer {
     fn config(&self) -> OidcIssuerConfig {
         OidcIssuerConfig {
-            issuer: self.issuer.clone(),
-            audiences: self.audiences.clone(),
-            jwks_url: None,
-            jwks_file: None,
             algorithms: self.algorithms.clone(),
             leeway_secs: self.leeway_secs,
-            refresh_secs: 3600,
-            ca_file: None,
+            ..OidcIssuerConfig::new(&self.issuer, self.audiences.clone())
         }
     }
 }
@@ -243,16 +238,7 @@ mod tests {
             "oidc": [{"issuer": "https://idp", "audiences": ["any"], "jwks": jwks(&[&key])}],
         }))
         .unwrap();
-        let issuer = |audience: &str| OidcIssuerConfig {
-            issuer: "https://idp".into(),
-            audiences: vec![audience.into()],
-            jwks_url: None,
-            jwks_file: None,
-            algorithms: None,
-            leeway_secs: 60,
-            refresh_secs: 3600,
-            ca_file: None,
-        };
+        let issuer = |audience: &str| OidcIssuerConfig::new("https://idp", vec![audience.into()]);
         let tenant = CapabilitiesConfig {
             kv: Some(KvConfig {
                 buckets: vec!["users".into(), "devices".into()],

@@ -728,14 +728,9 @@ mod tests {
 
     fn config(jwks_file: &std::path::Path) -> OidcIssuerConfig {
         OidcIssuerConfig {
-            issuer: ISSUER.into(),
-            audiences: vec!["nats".into()],
-            jwks_url: None,
             jwks_file: Some(jwks_file.to_path_buf()),
-            algorithms: None,
             leeway_secs: 5,
-            refresh_secs: 3600,
-            ca_file: None,
+            ..OidcIssuerConfig::new(ISSUER, vec!["nats".into()])
         }
     }
 

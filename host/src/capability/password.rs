@@ -143,12 +143,7 @@ fn check(hash: &str, floors: &PasswordConfig) -> Result<Checked, PasswordError> 
             .map(|()| Checked::Bcrypt(hash.to_string()));
     }
     if let Some((rounds, salt, hash)) = passlib_pbkdf2(hash)? {
-        at_least(
-            "pbkdf2 iterations",
-            rounds.get(),
-            floors.pbkdf2_min_iterations,
-        )?;
-        at_most("pbkdf2 iterations", rounds.get(), PBKDF2_MAX_ITERATIONS)?;
+        pbkdf2_rounds(rounds.get().into(), floors)?;
         return Ok(Checked::PasslibPbkdf2 { rounds, salt, hash });
     }
     let phc = PasswordHash::new(hash).map_err(|e| {
@@ -165,18 +160,10 @@ fn check(hash: &str, floors: &PasswordConfig) -> Result<Checked, PasswordError> 
     match phc.algorithm.as_str() {
         "argon2id" | "argon2i" | "argon2d" => {
             let (memory, passes) = (param("m")?, param("t")?);
-            at_least_u64(
-                "argon2 memory (KiB)",
-                memory,
-                floors.argon2_min_memory_kib.into(),
-            )?;
-            at_least_u64(
-                "argon2 iterations",
-                passes,
-                floors.argon2_min_iterations.into(),
-            )?;
-            at_most_u64("argon2 memory (KiB)", memory, ARGON2_MAX_MEMORY_KIB.into())?;
-            at_most_u64(
+            at_least("argon2 memory (KiB)", memory, floors.argon2_min_memory_kib)?;
+            at_least("argon2 iterations", passes, floors.argon2_min_iterations)?;
+            at_most("argon2 memory (KiB)", memory, ARGON2_MAX_MEMORY_KIB)?;
+            at_most(
                 "argon2 memory times iterations",
                 memory * passes,
                 ARGON2_MAX_WORK,
@@ -184,7 +171,7 @@ fn check(hash: &str, floors: &PasswordConfig) -> Result<Checked, PasswordError> 
         }
         "scrypt" => {
             let (log_n, r, p) = (param("ln")?, param("r")?, param("p")?);
-            at_least_u64("scrypt ln", log_n, floors.scrypt_min_log_n.into())?;
+            at_least("scrypt ln", log_n, floors.scrypt_min_log_n)?;
             let memory = |log_n: u64| {
                 1u64.checked_shl(u32::try_from(log_n).unwrap_or(u32::MAX))
                     .and_then(|n| n.checked_mul(128u64.saturating_mul(r)))
@@ -195,22 +182,16 @@ fn check(hash: &str, floors: &PasswordConfig) -> Result<Checked, PasswordError> 
             let floor = 1u64
                 .checked_shl(floors.scrypt_min_log_n.into())
                 .map_or(u64::MAX, |n| n.saturating_mul(128 * 8));
-            at_least_u64("scrypt memory (128·r·2^ln bytes)", memory(log_n), floor)?;
+            at_least("scrypt memory (128·r·2^ln bytes)", memory(log_n), floor)?;
             let total = memory(log_n).saturating_mul(p.max(1));
-            at_most_u64(
+            at_most(
                 "scrypt memory (128·r·2^ln·p bytes)",
                 total,
                 SCRYPT_MAX_BYTES,
             )?;
         }
         "pbkdf2-sha256" => {
-            let rounds = param("i")?;
-            at_least_u64(
-                "pbkdf2 iterations",
-                rounds,
-                floors.pbkdf2_min_iterations.into(),
-            )?;
-            at_most_u64("pbkdf2 iterations", rounds, PBKDF2_MAX_ITERATIONS.into())?;
+            pbkdf2_rounds(param("i")?, floors)?;
         }
         other => {
             return Err(malformed(&format!(
@@ -300,15 +281,14 @@ fn compute(checked: &Checked, password: &str) -> Result<bool, PasswordError> {
     }
 }
 
-fn at_least(what: &str, value: u32, floor: u32) -> Result<(), PasswordError> {
-    at_least_u64(what, value.into(), floor.into())
+/// pbkdf2-sha256's rounds, in either form, held to the floor and ceiling.
+fn pbkdf2_rounds(rounds: u64, floors: &PasswordConfig) -> Result<(), PasswordError> {
+    at_least("pbkdf2 iterations", rounds, floors.pbkdf2_min_iterations)?;
+    at_most("pbkdf2 iterations", rounds, PBKDF2_MAX_ITERATIONS)
 }
 
-fn at_most(what: &str, value: u32, ceiling: u32) -> Result<(), PasswordError> {
-    at_most_u64(what, value.into(), ceiling.into())
-}
-
-fn at_least_u64(what: &str, value: u64, floor: u64) -> Result<(), PasswordError> {
+fn at_least(what: &str, value: impl Into<u64>, floor: impl Into<u64>) -> Result<(), PasswordError> {
+    let (value, floor) = (value.into(), floor.into());
     if value < floor {
         return Err(PasswordError::TooCheap(format!(
             "{what} {value} is below the floor of {floor}"
@@ -317,7 +297,12 @@ fn at_least_u64(what: &str, value: u64, floor: u64) -> Result<(), PasswordError>
     Ok(())
 }
 
-fn at_most_u64(what: &str, value: u64, ceiling: u64) -> Result<(), PasswordError> {
+fn at_most(
+    what: &str,
+    value: impl Into<u64>,
+    ceiling: impl Into<u64>,
+) -> Result<(), PasswordError> {
+    let (value, ceiling) = (value.into(), ceiling.into());
     if value > ceiling {
         return Err(PasswordError::MalformedHash(format!(
             "{what} {value} is above the host's ceiling of {ceiling}"

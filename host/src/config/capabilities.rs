@@ -188,6 +188,21 @@ impl CapabilitiesConfig {
 }
 
 impl OidcIssuerConfig {
+    /// An issuer with its defaults (leeway, refresh, every asymmetric
+    /// algorithm), its keys found through discovery.
+    pub fn new(issuer: &str, audiences: Vec<String>) -> OidcIssuerConfig {
+        OidcIssuerConfig {
+            issuer: issuer.into(),
+            audiences,
+            jwks_url: None,
+            jwks_file: None,
+            algorithms: None,
+            leeway_secs: default_leeway_secs(),
+            refresh_secs: default_refresh_secs(),
+            ca_file: None,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), String> {
         secure_url("issuer", &self.issuer)?;
         if let Some(url) = &self.jwks_url {
@@ -272,16 +287,7 @@ mod tests {
     use super::*;
 
     fn issuer(url: &str) -> OidcIssuerConfig {
-        OidcIssuerConfig {
-            issuer: url.into(),
-            audiences: vec!["nats".into()],
-            jwks_url: None,
-            jwks_file: None,
-            algorithms: None,
-            leeway_secs: 60,
-            refresh_secs: 3600,
-            ca_file: None,
-        }
+        OidcIssuerConfig::new(url, vec!["nats".into()])
     }
 
     #[test]
