@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Quick start: sets up what is missing, builds the host and the example policy,
-# starts a local nats-server wired to nats-callout (with xkey encryption), and
-# connects a few clients to show who is admitted with which permissions.
+# Quick start: installs only what the demo runs (the wasm32-wasip2 target and
+# nats-server), builds the host and the example token-table policy, lets
+# `nats-callout keys` write a nats-server.conf and a callout.toml (with xkey
+# encryption), starts both, and connects a few clients to show who is admitted
+# with which permissions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
-cargo build --release --locked -p nats-callout --example whoami >&2
+eval "export $(scripts/prerequisites.sh | tail -1)"
+echo "demo: building the host and the token-table policy" >&2
+cargo build --release --locked -p nats-callout --bin nats-callout --example whoami >&2
+cargo build --release --locked --target wasm32-wasip2 -p token-table >&2
 
 demo=$(mktemp -d)
 cleanup() {
@@ -17,57 +21,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/nats-callout keys --out "$demo" --account AUTH --auth-user auth > "$demo/keys.txt"
-issuer=$(sed -n 's/^ *issuer: //p' "$demo/keys.txt")
-xkey=$(sed -n 's/^ *xkey: //p' "$demo/keys.txt")
 port=${DEMO_PORT:-4333}
+target/release/nats-callout keys --out "$demo" --port "$port" \
+  --policy target/wasm32-wasip2/release/token_table.wasm > "$demo/keys.txt"
 
-cat > "$demo/server.conf" <<CONF
-listen: 127.0.0.1:$port
-accounts {
-  AUTH { users: [ { user: auth, password: pwd } ] }
-  APP {}
-  SYS {}
-}
-system_account: SYS
-authorization {
-  auth_callout {
-    issuer: $issuer
-    xkey: $xkey
-    account: AUTH
-    auth_users: [ auth ]
-  }
-}
-CONF
-
-cat > "$demo/callout.toml" <<CONF
-[nats]
-servers = ["nats://127.0.0.1:$port"]
-user = "auth"
-password = "pwd"
-
-[issuer]
-seed_file = "issuer.seed"
-xkey_seed_file = "xkey.seed"
-
-[policy]
-wasm = "$PWD/target/wasm32-wasip2/release/token_table.wasm"
-accounts = ["APP"]
-
+# The policy's settings, under the [policy.settings] table keys left open.
+cat >> "$demo/callout.toml" <<'CONF'
 [policy.settings.tokens.s3cr3t]
 account = "APP"
-publish = ["app.>", "\$SYS.REQ.USER.INFO"]
+publish = ["app.>", "$SYS.REQ.USER.INFO"]
 subscribe = ["app.>", "_INBOX.>"]
 
 [policy.settings.users.alice]
 password = "wonderland"
 account = "APP"
-publish = ["app.alice.>", "\$SYS.REQ.USER.INFO"]
+publish = ["app.alice.>", "$SYS.REQ.USER.INFO"]
 subscribe = ["_INBOX.>"]
 expires_in_secs = 600
 CONF
 
-"$NATS_SERVER_BIN" -c "$demo/server.conf" > "$demo/server.log" 2>&1 &
+"$NATS_SERVER_BIN" -c "$demo/nats-server.conf" > "$demo/server.log" 2>&1 &
 server_pid=$!
 target/release/nats-callout serve --config "$demo/callout.toml" > "$demo/callout.log" 2>&1 &
 callout_pid=$!

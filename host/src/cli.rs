@@ -42,18 +42,25 @@ enum Command {
     },
     /// Evaluate a policy offline and print the decision as JSON.
     Check(CheckArgs),
-    /// Generate an issuer account seed and an xkey seed, and print the
-    /// matching nats-server and nats-callout configuration.
+    /// Generate the service's keys (issuer, xkey, its own user nkey) and a
+    /// complete nats-server.conf and callout.toml that work together.
     Keys {
-        /// Folder to write issuer.seed and xkey.seed into.
+        /// Folder to write the seeds and both configurations into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
         /// The account the service itself connects to (auth_callout account).
         #[arg(long, default_value = "AUTH")]
         account: String,
-        /// The service's user name (listed in auth_users).
-        #[arg(long, default_value = "auth")]
-        auth_user: String,
+        /// The accounts the policy may place clients in (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "APP")]
+        accounts: Vec<String>,
+        /// The port nats-server listens on (on 127.0.0.1).
+        #[arg(long, default_value_t = 4222)]
+        port: u16,
+        /// The policy component callout.toml names (default: policy.wasm
+        /// beside it; a path given here is written absolute).
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Turn a core WebAssembly module built for WASI preview 1 (such as a Go
     /// policy) into a policy component.
@@ -141,9 +148,25 @@ pub fn main() -> anyhow::Result<()> {
         Command::Keys {
             out,
             account,
-            auth_user,
+            accounts,
+            port,
+            policy,
         } => {
-            print!("{}", keys::generate(&out, &account, &auth_user)?);
+            let policy = match policy {
+                Some(path) => std::path::absolute(&path)
+                    .with_context(|| format!("--policy {}", path.display()))?,
+                None => PathBuf::from("policy.wasm"),
+            };
+            print!(
+                "{}",
+                keys::generate(&keys::KeysRequest {
+                    out: &out,
+                    auth_account: &account,
+                    accounts: &accounts,
+                    port,
+                    policy: &policy,
+                })?
+            );
             Ok(())
         }
         Command::Componentize { module, out } => {

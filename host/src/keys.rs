@@ -116,38 +116,162 @@ fn account_seed(seed: &str, what: &str) -> anyhow::Result<KeyPair> {
     Ok(key)
 }
 
-fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+/// Creates `path` with `content`, refusing to replace a file, readable by
+/// its owner only when `private`.
+fn write_new(path: &Path, content: &str, private: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(if private { 0o600 } else { 0o644 })
         .open(path)
         .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    writeln!(file, "{secret}").with_context(|| format!("cannot write {}", path.display()))
+    file.write_all(content.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Generates `issuer.seed` and `xkey.seed` in `dir` and returns the
-/// `auth_callout` block for nats-server.conf and the `[issuer]` table.
-pub fn generate(dir: &Path, account: &str, auth_user: &str) -> anyhow::Result<String> {
+/// What `nats-callout keys` generates a starting configuration for.
+pub struct KeysRequest<'a> {
+    /// The folder the seeds and both configurations are written to.
+    pub out: &'a Path,
+    /// The account the service connects to (`auth_callout { account }`).
+    pub auth_account: &'a str,
+    /// The accounts the policy may place clients in.
+    pub accounts: &'a [String],
+    /// The port nats-server listens on (loopback).
+    pub port: u16,
+    /// The policy component `callout.toml` names.
+    pub policy: &'a Path,
+}
+
+/// The files `keys` writes, in the order it writes them.
+const SEED_FILES: [&str; 3] = ["issuer.seed", "xkey.seed", "service.nk"];
+const SERVER_CONF: &str = "nats-server.conf";
+const CALLOUT_TOML: &str = "callout.toml";
+
+/// Generates the issuer, xkey and service user keys, and writes them with a
+/// complete `nats-server.conf` and `callout.toml` that work together into
+/// `request.out`. Returns what to print: both configurations (which hold
+/// public keys and file names, never a seed) and the next steps.
+pub fn generate(request: &KeysRequest<'_>) -> anyhow::Result<String> {
+    let dir = request.out;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Refuse before writing anything, so a second run changes nothing.
+    for name in SEED_FILES.iter().chain([&SERVER_CONF, &CALLOUT_TOML]) {
+        let path = dir.join(name);
+        if path.exists() {
+            bail!(
+                "{} already exists: keys never replaces keys or configuration (choose another --out)",
+                path.display()
+            );
+        }
+    }
     let issuer = KeyPair::new_account();
     let xkey = XKey::new();
-    let issuer_seed = issuer.seed().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let xkey_seed = xkey.seed().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let issuer_path = dir.join("issuer.seed");
-    let xkey_path = dir.join("xkey.seed");
-    write_secret(&issuer_path, &issuer_seed)?;
-    write_secret(&xkey_path, &xkey_seed)?;
+    let service = KeyPair::new_user();
+    let seeds = [
+        issuer.seed().map_err(|e| anyhow::anyhow!("{e}"))?,
+        xkey.seed().map_err(|e| anyhow::anyhow!("{e}"))?,
+        service.seed().map_err(|e| anyhow::anyhow!("{e}"))?,
+    ];
+    for (name, seed) in SEED_FILES.iter().zip(&seeds) {
+        write_new(&dir.join(name), &format!("{seed}\n"), true)?;
+    }
+    let server_conf = server_conf(
+        request,
+        &issuer.public_key(),
+        &xkey.public_key(),
+        &service.public_key(),
+    );
+    let callout_toml = callout_toml(request);
+    write_new(&dir.join(SERVER_CONF), &server_conf, false)?;
+    write_new(&dir.join(CALLOUT_TOML), &callout_toml, false)?;
+    let dir = dir.display();
     Ok(format!(
-        "# nats-server.conf\n\
-         authorization {{\n  auth_callout {{\n    issuer: {issuer}\n    xkey: {xkey}\n    account: {account}\n    auth_users: [ {auth_user} ]\n  }}\n}}\n\n\
-         # callout.toml\n[issuer]\nseed_file = \"{issuer_path}\"\nxkey_seed_file = \"{xkey_path}\"\n",
-        issuer = issuer.public_key(),
-        xkey = xkey.public_key(),
-        issuer_path = issuer_path.display(),
-        xkey_path = xkey_path.display(),
+        "# Wrote {dir}/: issuer.seed, xkey.seed and service.nk (mode 0600: keep them secret),\n\
+         # {SERVER_CONF} and {CALLOUT_TOML}, printed here.\n\
+         #\n\
+         # Next:\n\
+         #   nats-server -c {dir}/{SERVER_CONF}\n\
+         #   nats-callout serve --config {dir}/{CALLOUT_TOML}   (once [policy] names your policy)\n\n\
+         # ---- {dir}/{SERVER_CONF} ----\n{server_conf}\n\
+         # ---- {dir}/{CALLOUT_TOML} ----\n{callout_toml}"
     ))
+}
+
+/// A complete nats-server configuration (config mode) that sends every
+/// client but the service itself to the callout.
+fn server_conf(request: &KeysRequest<'_>, issuer: &str, xkey: &str, service: &str) -> String {
+    let auth = request.auth_account;
+    let accounts: String = request
+        .accounts
+        .iter()
+        .filter(|account| *account != auth)
+        .map(|account| format!("  {account} {{}}\n"))
+        .collect();
+    format!(
+        "# nats-server configuration written by `nats-callout keys`. It is complete:\n\
+         # run it as it is to try the callout. To add the callout to a server you\n\
+         # already run, merge the two blocks marked MERGE into its configuration\n\
+         # (your own listen, accounts and system_account stay).\n\
+         listen: 127.0.0.1:{port}\n\
+         \n\
+         accounts {{\n\
+         \x20 # MERGE (1/2): the account nats-callout connects to, with its user: the\n\
+         \x20 # nkey whose seed is service.nk. Its users never go through the callout.\n\
+         \x20 {auth} {{ users: [ {{ nkey: {service} }} ] }}\n\
+         \x20 # The accounts the policy places clients in (callout.toml [policy] accounts).\n\
+         {accounts}\
+         \x20 SYS {{}}\n\
+         }}\n\
+         system_account: SYS\n\
+         \n\
+         # MERGE (2/2): every other client is authenticated by nats-callout.\n\
+         authorization {{\n\
+         \x20 auth_callout {{\n\
+         \x20   # The account key user JWTs are signed with (issuer.seed).\n\
+         \x20   issuer: {issuer}\n\
+         \x20   # The curve key requests are sealed to (xkey.seed).\n\
+         \x20   xkey: {xkey}\n\
+         \x20   account: {auth}\n\
+         \x20   auth_users: [ {service} ]\n\
+         \x20 }}\n\
+         }}\n",
+        port = request.port,
+    )
+}
+
+/// A complete `callout.toml` for [`server_conf`]: paths relative to its own
+/// folder, where the seeds are.
+fn callout_toml(request: &KeysRequest<'_>) -> String {
+    let accounts = request
+        .accounts
+        .iter()
+        .map(|account| format!("{account:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "# nats-callout configuration written by `nats-callout keys`, for the\n\
+         # nats-server.conf beside it. Reference: the README's \"Configuration reference\".\n\
+         [nats]\n\
+         servers = [\"nats://127.0.0.1:{port}\"]\n\
+         nkey_seed_file = \"service.nk\"\n\
+         \n\
+         [issuer]\n\
+         seed_file = \"issuer.seed\"\n\
+         xkey_seed_file = \"xkey.seed\"\n\
+         \n\
+         [policy]\n\
+         # The policy component: an example's, or your own (`nats-callout new`).\n\
+         wasm = {wasm:?}\n\
+         # The accounts the policy may place clients in.\n\
+         accounts = [{accounts}]\n\
+         \n\
+         # The policy's settings, handed to it as JSON, go in this table.\n\
+         [policy.settings]\n",
+        port = request.port,
+        wasm = request.policy.display().to_string(),
+    )
 }
 
 #[cfg(test)]

@@ -199,9 +199,14 @@ authorization {{
     /// A nats-server running the configuration `conf`, to which this adds
     /// only the `listen` line (on a free port).
     pub fn with_conf(conf: &str) -> NatsServer {
-        let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let conf = format!("listen: 127.0.0.1:{port}\n{conf}");
+        NatsServer::exactly(&format!("listen: 127.0.0.1:{port}\n{conf}"), port)
+    }
+
+    /// A nats-server running the configuration `conf` as it is, which
+    /// listens on `port`.
+    pub fn exactly(conf: &str, port: u16) -> NatsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("server.conf"), conf).expect("write server.conf");
         let mut server = NatsServer {
             port,

@@ -747,18 +747,26 @@ fn the_kit_fails_an_allow_the_host_would_deny() {
     assert!(stdout.contains("2 cases, 1 passed, 1 failed"), "{stdout}");
 }
 
-#[test]
-fn keys_writes_private_seeds_and_prints_the_server_block() {
+/// `keys` as a new operator meets it: its two configurations, run as they
+/// are (only the policy's settings added), admit a client through the
+/// callout, with xkey, and its seeds stay private.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_writes_configurations_that_nats_server_and_the_service_run_as_they_are() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keys");
+    let port = harness::free_port();
+    let policy = harness::policy_wasm("token-table");
     let output = run_cli(&[
         "keys",
         "--out",
-        dir.path().to_str().unwrap(),
-        "--account",
-        "AUTH",
-        "--auth-user",
-        "svc",
+        out.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--accounts",
+        "APP,OTHER",
+        "--policy",
+        policy.to_str().unwrap(),
     ]);
     assert!(
         output.status.success(),
@@ -766,27 +774,53 @@ fn keys_writes_private_seeds_and_prints_the_server_block() {
         String::from_utf8_lossy(&output.stderr)
     );
     let printed = String::from_utf8(output.stdout).unwrap();
-    let issuer_seed = std::fs::read_to_string(dir.path().join("issuer.seed")).unwrap();
-    let xkey_seed = std::fs::read_to_string(dir.path().join("xkey.seed")).unwrap();
-    let issuer = nkeys::KeyPair::from_seed(issuer_seed.trim()).unwrap();
-    let xkey = nkeys::XKey::from_seed(xkey_seed.trim()).unwrap();
-    assert!(printed.contains(&format!("issuer: {}", issuer.public_key())));
-    assert!(printed.contains(&format!("xkey: {}", xkey.public_key())));
-    assert!(printed.contains("auth_users: [ svc ]"));
-    assert!(
-        !printed.contains(issuer_seed.trim()),
-        "the seed must not be printed"
-    );
-    for file in ["issuer.seed", "xkey.seed"] {
-        let mode = std::fs::metadata(dir.path().join(file))
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    let server_conf = read("nats-server.conf");
+    let callout_toml = read("callout.toml");
+    assert!(printed.contains(&server_conf) && printed.contains(&callout_toml));
+    let issuer = nkeys::KeyPair::from_seed(read("issuer.seed").trim()).unwrap();
+    let xkey = nkeys::XKey::from_seed(read("xkey.seed").trim()).unwrap();
+    let service = nkeys::KeyPair::from_seed(read("service.nk").trim()).unwrap();
+    assert!(server_conf.contains(&format!("issuer: {}", issuer.public_key())));
+    assert!(server_conf.contains(&format!("xkey: {}", xkey.public_key())));
+    assert!(server_conf.contains(&format!("auth_users: [ {} ]", service.public_key())));
+    assert!(server_conf.contains("MERGE (1/2)") && server_conf.contains("MERGE (2/2)"));
+    for seed in ["issuer.seed", "xkey.seed", "service.nk"] {
+        assert!(!printed.contains(read(seed).trim()), "{seed} was printed");
+        let mode = std::fs::metadata(out.join(seed))
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o600, "{file}");
+        assert_eq!(mode & 0o777, 0o600, "{seed}");
     }
-    // Refuses to overwrite existing keys.
-    let again = run_cli(&["keys", "--out", dir.path().to_str().unwrap()]);
+
+    let server = NatsServer::exactly(&server_conf, port);
+    let files: Vec<(&str, String)> = ["issuer.seed", "xkey.seed", "service.nk"]
+        .into_iter()
+        .map(|name| (name, read(name)))
+        .collect();
+    let callout =
+        Callout::spawn_with_files(&format!("{callout_toml}{TOKEN_TABLE_SETTINGS}"), &files);
+    callout.wait_for_log("serving auth callout requests", Duration::from_secs(60));
+    let client = connect(&server.url(), ConnectOptions::with_token("s3cr3t".into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", callout.log(), server.log()));
+    assert_token_grant(&user_info(&client).await);
+    assert_alice_is_admitted(&server).await;
+    assert_authorization_violation(
+        connect(&server.url(), ConnectOptions::with_token("guess".into())).await,
+    );
+    assert!(
+        callout.log().contains("decision=\"allow\""),
+        "{}",
+        callout.log()
+    );
+
+    // A second run changes nothing and says why.
+    let again = run_cli(&["keys", "--out", out.to_str().unwrap()]);
     assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(read("nats-server.conf"), server_conf);
 }
 
 #[test]
