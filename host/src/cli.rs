@@ -12,7 +12,7 @@ use crate::author::{check, componentize, kit};
 use crate::authz::{Accounts, GrantRules};
 use crate::capability::Grants;
 use crate::capability::fixture::Fixture;
-use crate::config::Config;
+use crate::config::{Config, PolicyConfig};
 use crate::keys;
 use crate::policy::cache::CompiledCache;
 use crate::policy::{PolicyLimits, PolicySource};
@@ -79,9 +79,18 @@ enum Command {
 /// Arguments of `nats-callout check`.
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// The policy component.
-    #[arg(long)]
-    policy: PathBuf,
+    /// The service's configuration: evaluate a tenant's policy with exactly
+    /// its settings, accounts, lifetimes, ceiling, limits and cache, as
+    /// `serve` loads it.
+    #[arg(long, conflicts_with_all = ["settings", "accounts", "timeout_ms", "memory_mb", "default_lifetime_secs", "max_lifetime_secs", "calls_per_instance", "cache_dir"])]
+    config: Option<PathBuf>,
+    /// With --config: the tenant (`[[tenant]] name`), when it has several.
+    #[arg(long, requires = "config")]
+    tenant: Option<String>,
+    /// The policy component. With --config: a build to try in the tenant's
+    /// place (default: the tenant's `wasm`).
+    #[arg(long, required_unless_present = "config")]
+    policy: Option<PathBuf>,
     /// The policy's settings, as a JSON file (default `{}`).
     #[arg(long)]
     settings: Option<PathBuf>,
@@ -181,22 +190,95 @@ pub fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The policy `check` evaluates and what it is held to: given on the command
+/// line, or one tenant of the service's configuration.
+struct Subject {
+    wasm: PathBuf,
+    limits: PolicyLimits,
+    cache: Option<CompiledCache>,
+    /// The tenant's policy, with `--config`.
+    tenant: Option<PolicyConfig>,
+}
+
+impl Subject {
+    fn of(args: &CheckArgs) -> anyhow::Result<Subject> {
+        let Some(path) = &args.config else {
+            let Some(wasm) = args.policy.clone() else {
+                anyhow::bail!("--policy or --config is required");
+            };
+            return Ok(Subject {
+                wasm,
+                limits: PolicyLimits {
+                    timeout: Duration::from_millis(args.timeout_ms),
+                    memory_bytes: usize::try_from(args.memory_mb << 20).unwrap_or(usize::MAX),
+                    calls_per_instance: args.calls_per_instance.max(1),
+                    max_idle_instances: 1,
+                },
+                cache: (!args.no_cache)
+                    .then(|| CompiledCache::configured(args.cache_dir.as_deref()))
+                    .flatten(),
+                tenant: None,
+            });
+        };
+        let config = Config::load(path)?;
+        let tenant = tenant_policy(&config, args.tenant.as_deref())
+            .with_context(|| format!("{}", path.display()))?;
+        let mut limits = tenant.limits(&config.service);
+        // One caller at a time: `serve`'s idle pool has nothing to reuse here.
+        limits.max_idle_instances = limits.max_idle_instances.min(1);
+        Ok(Subject {
+            wasm: args.policy.clone().unwrap_or_else(|| tenant.wasm.clone()),
+            limits,
+            cache: if args.no_cache { None } else { tenant.cache() },
+            tenant: Some(tenant),
+        })
+    }
+
+    /// The policy to load with `settings_json` (the tenant's, with --config).
+    fn source(&self, settings_json: String) -> PolicySource {
+        PolicySource {
+            wasm: self.wasm.clone(),
+            settings_json: match &self.tenant {
+                Some(tenant) => tenant.settings_json(),
+                None => settings_json,
+            },
+            limits: self.limits,
+            grants: Grants::none(),
+        }
+    }
+}
+
+/// The policy of the tenant `name` of `config` (its only one when `name` is
+/// not given).
+fn tenant_policy(config: &Config, name: Option<&str>) -> anyhow::Result<PolicyConfig> {
+    let names = || {
+        config
+            .tenants
+            .iter()
+            .map(|tenant| tenant.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let tenant = match (name, config.tenants.as_slice()) {
+        (None, [only]) => only,
+        (None, _) => anyhow::bail!(
+            "it has several tenants: choose one with --tenant ({})",
+            names()
+        ),
+        (Some(name), tenants) => tenants
+            .iter()
+            .find(|tenant| tenant.name == name)
+            .with_context(|| format!("it has no tenant {name:?} (it has: {})", names()))?,
+    };
+    Ok(tenant.policy.clone())
+}
+
 /// `check`: one request, or with `--kit` a whole conformance kit.
 fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let limits = PolicyLimits {
-        timeout: Duration::from_millis(args.timeout_ms),
-        memory_bytes: usize::try_from(args.memory_mb << 20).unwrap_or(usize::MAX),
-        calls_per_instance: args.calls_per_instance.max(1),
-        max_idle_instances: 1,
-    };
-    let cache = if args.no_cache {
-        None
-    } else {
-        CompiledCache::configured(args.cache_dir.as_deref())
-    };
+    let subject = Subject::of(&args)?;
     let runtime = tokio::runtime::Runtime::new()?;
     if let Some(kit) = &args.kit {
-        return run_kit(&runtime, &args.policy, kit, limits, cache.as_ref());
+        return run_kit(&runtime, &subject, kit);
     }
     let Some(request) = &args.request else {
         anyhow::bail!("--request or --kit is required");
@@ -208,30 +290,32 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     };
     let request_json = std::fs::read_to_string(request)
         .with_context(|| format!("cannot read request {}", request.display()))?;
-    let grants = match &args.capabilities {
-        Some(path) => {
-            let fixture = Fixture::read(path)?;
-            runtime
-                .block_on(async { fixture.grants() })
-                .with_context(|| format!("{}", path.display()))?
-        }
-        None => Grants::none(),
-    };
-    let report = runtime.block_on(check::run(check::CheckInput {
-        source: PolicySource {
-            wasm: args.policy,
-            settings_json,
-            limits,
-            grants,
-        },
-        request_json,
-        rules: GrantRules {
+    let mut source = subject.source(settings_json);
+    if let Some(path) = &args.capabilities {
+        let fixture = Fixture::read(path)?;
+        source.grants = runtime
+            .block_on(async {
+                match &subject.tenant {
+                    Some(tenant) => fixture.grants_under(&tenant.capabilities),
+                    None => fixture.grants(),
+                }
+            })
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    let rules = match &subject.tenant {
+        Some(tenant) => tenant.grant_rules(),
+        None => GrantRules {
             accounts: args.accounts.map_or(Accounts::Any, Accounts::Listed),
             default_lifetime_secs: args.default_lifetime_secs,
             max_lifetime_secs: args.max_lifetime_secs,
             ceiling: Default::default(),
         },
-        cache,
+    };
+    let report = runtime.block_on(check::run(check::CheckInput {
+        source,
+        request_json,
+        rules,
+        cache: subject.cache,
         repeat: args.repeat,
     }))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -239,16 +323,30 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
 }
 
 /// `check --kit`: runs a conformance kit and prints one line per case.
-fn run_kit(
-    runtime: &tokio::runtime::Runtime,
-    policy: &Path,
-    kit: &Path,
-    limits: PolicyLimits,
-    cache: Option<&CompiledCache>,
-) -> anyhow::Result<()> {
+fn run_kit(runtime: &tokio::runtime::Runtime, subject: &Subject, kit: &Path) -> anyhow::Result<()> {
+    let rules = match &subject.tenant {
+        Some(tenant) => {
+            if kit.join("settings.json").exists() {
+                eprintln!(
+                    "note: {}/settings.json is not used: the cases run with the tenant's settings",
+                    kit.display()
+                );
+            }
+            kit::KitRules::Tenant(tenant)
+        }
+        None => kit::KitRules::Kit,
+    };
     let results = runtime.block_on(async {
-        let sandbox = check::offline_sandbox(&limits)?;
-        kit::run(&sandbox, policy, kit, limits, cache).await
+        let sandbox = check::offline_sandbox(&subject.limits)?;
+        kit::run(
+            &sandbox,
+            &subject.wasm,
+            kit,
+            rules,
+            subject.limits,
+            subject.cache.as_ref(),
+        )
+        .await
     })?;
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
     for result in &results {

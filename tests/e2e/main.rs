@@ -823,6 +823,136 @@ async fn keys_writes_configurations_that_nats_server_and_the_service_run_as_they
     assert_eq!(read("nats-server.conf"), server_conf);
 }
 
+/// `check --config` evaluates a tenant's policy under exactly the service's
+/// configuration: its settings, accounts and lifetimes, not the command
+/// line's or a kit's.
+#[test]
+fn check_reads_the_service_s_own_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = harness::policy_wasm("token-table");
+    let config = dir.path().join("callout.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[nats]
+servers = ["nats://127.0.0.1:4222"]
+[issuer]
+seed_file = "issuer.seed"
+
+[[tenant]]
+name = "strict"
+route = {{ token_prefix = "s" }}
+[tenant.policy]
+wasm = "{policy}"
+accounts = ["APP"]
+default_lifetime_secs = 60
+max_lifetime_secs = 60
+[tenant.policy.settings.tokens.s3cr3t]
+account = "OTHER"
+[tenant.policy.settings.tokens.short]
+account = "APP"
+expires_in_secs = 600
+
+[[tenant]]
+name = "open"
+[tenant.policy]
+wasm = "{policy}"
+accounts = ["APP", "OTHER"]
+[tenant.policy.settings.tokens.s3cr3t]
+account = "OTHER"
+"#,
+            policy = policy.display()
+        ),
+    )
+    .unwrap();
+    let request = |token: &str| {
+        let path = dir.path().join(format!("{token}.json"));
+        std::fs::write(
+            &path,
+            format!(r#"{{"connect_opts": {{"auth_token": "{token}"}}}}"#),
+        )
+        .unwrap();
+        path
+    };
+    let check = |tenant: Option<&str>, token: &str| {
+        let (config, request) = (config.to_str().unwrap(), request(token));
+        let mut args = vec!["check", "--config", config, "--request"];
+        args.push(request.to_str().unwrap());
+        if let Some(tenant) = tenant {
+            args.extend(["--tenant", tenant]);
+        }
+        let output = run_cli(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stdout, stderr)
+    };
+
+    // The tenant's accounts refuse OTHER; its lifetime cap holds.
+    let (ok, stdout, stderr) = check(Some("strict"), "s3cr3t");
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["decision"], "deny", "{stdout}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("OTHER"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = check(Some("strict"), "short");
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["decision"], "allow", "{stdout}");
+    assert_eq!(report["lifetime_secs"], 60, "{stdout}");
+    assert_eq!(report["note"], "lifetime shortened from 600s", "{stdout}");
+    // The other tenant allows the same token into OTHER.
+    let (ok, stdout, stderr) = check(Some("open"), "s3cr3t");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(r#""decision": "allow""#), "{stdout}");
+
+    // Several tenants and none chosen, or one that is not there: named.
+    let (ok, _, stderr) = check(None, "s3cr3t");
+    assert!(!ok);
+    assert!(
+        stderr.contains("several tenants: choose one with --tenant (strict, open)"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = check(Some("nope"), "s3cr3t");
+    assert!(!ok);
+    assert!(stderr.contains(r#"no tenant "nope""#), "{stderr}");
+
+    // A kit runs under the tenant's settings and rules, not its own: the
+    // token-table kit passes alone and fails under "strict".
+    let kit = harness::workspace().join("tests/conformance/token-table");
+    let alone = run_cli(&[
+        "check",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--kit",
+        kit.to_str().unwrap(),
+    ]);
+    assert!(
+        alone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alone.stdout)
+    );
+    let under = run_cli(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        "strict",
+        "--kit",
+        kit.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&under.stdout);
+    assert!(!under.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&under.stderr).contains("settings.json is not used"),
+        "{}",
+        String::from_utf8_lossy(&under.stderr)
+    );
+}
+
 #[test]
 fn a_broken_config_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@
 //! so one set of expectations checks a policy written in any language:
 //!
 //! ```text
-//! <kit>/settings.json      settings for the cases (default `{}`)
+//! <kit>/settings.json      settings for the cases (default `{}`; with
+//!                          `check --config`, the tenant's settings instead)
 //! <kit>/capabilities.json  the capabilities' data (see `capability/fixture.rs`)
 //! <kit>/cases/*.json       {"description", "request", "expect"}
 //! <kit>/refused/*.json     {"description", "settings", "error_contains"}
@@ -32,6 +33,7 @@ use super::check::parse_request;
 use crate::authz::{Accounts, Decider, DenyReason, GrantRules, Verdict, mask_credentials};
 use crate::capability::Grants;
 use crate::capability::fixture::{Fixture, KIT_FILE};
+use crate::config::PolicyConfig;
 use crate::policy::cache::CompiledCache;
 use crate::policy::request::to_policy_request;
 use crate::policy::wit::{AuthRequest, Decision, Grant};
@@ -92,19 +94,39 @@ fn kit_rules() -> GrantRules {
     }
 }
 
-/// Runs every case of the kit in `kit` against the policy at `policy`.
+/// What a kit's cases are held to.
+#[derive(Clone, Copy)]
+pub enum KitRules<'a> {
+    /// The kit's own: its `settings.json`, any account, `serve`'s default
+    /// lifetimes, its capability data granted as it is (`check --kit`).
+    Kit,
+    /// A tenant's, as `serve` would load it: its settings, accounts,
+    /// lifetimes and ceiling, and the kit's capability data only as far as
+    /// the tenant is granted (`check --config --kit`).
+    Tenant(&'a PolicyConfig),
+}
+
+/// Runs every case of the kit in `kit` against the policy at `policy`,
+/// under `rules`.
 pub async fn run(
     sandbox: &Arc<Sandbox>,
     policy: &Path,
     kit: &Path,
+    rules: KitRules<'_>,
     limits: PolicyLimits,
     cache: Option<&CompiledCache>,
 ) -> anyhow::Result<Vec<CaseResult>> {
     let grants = match Fixture::of_kit(kit)? {
-        Some(fixture) => fixture
-            .grants()
-            .with_context(|| format!("{}", kit.join(KIT_FILE).display()))?,
+        Some(fixture) => match rules {
+            KitRules::Kit => fixture.grants(),
+            KitRules::Tenant(tenant) => fixture.grants_under(&tenant.capabilities),
+        }
+        .with_context(|| format!("{}", kit.join(KIT_FILE).display()))?,
         None => Grants::none(),
+    };
+    let grant_rules = || match rules {
+        KitRules::Kit => kit_rules(),
+        KitRules::Tenant(tenant) => tenant.grant_rules(),
     };
     let source = |settings_json: String| PolicySource {
         wasm: policy.to_path_buf(),
@@ -113,13 +135,15 @@ pub async fn run(
         grants: grants.clone(),
     };
     let settings_path = kit.join("settings.json");
-    let settings = if settings_path.exists() {
+    let settings = if let KitRules::Tenant(tenant) = rules {
+        tenant.settings_json()
+    } else if settings_path.exists() {
         std::fs::read_to_string(&settings_path)
             .with_context(|| format!("cannot read {}", settings_path.display()))?
     } else {
         "{}".to_string()
     };
-    let decider = Decider::load(sandbox, &source(settings), kit_rules(), cache).await?;
+    let decider = Decider::load(sandbox, &source(settings), grant_rules(), cache).await?;
     let mut results = run_cases(&decider, kit).await?;
     for (file, text) in read_folder(&kit.join("refused"))? {
         let refusal: RefusedCase = serde_json::from_str(&text)
@@ -127,7 +151,7 @@ pub async fn run(
         let loaded = Decider::load(
             sandbox,
             &source(refusal.settings.to_string()),
-            kit_rules(),
+            grant_rules(),
             cache,
         )
         .await;
