@@ -1,4 +1,4 @@
-//! The `nats-callout` command line: `serve`, `check`, `keys`,
+//! The `nats-callout` command line: `serve`, `check`, `keys`, `new`,
 //! `componentize` and `load`, parsed and dispatched.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::author::{check, componentize, kit};
+use crate::author::{check, componentize, kit, scaffold};
 use crate::authz::{Accounts, GrantRules};
 use crate::capability::Grants;
 use crate::capability::fixture::Fixture;
@@ -61,6 +61,18 @@ enum Command {
         /// beside it; a path given here is written absolute).
         #[arg(long)]
         policy: Option<PathBuf>,
+    },
+    /// Write a new policy project: the policy, its unit tests, a build
+    /// script and a conformance kit it passes, in the language chosen.
+    New {
+        /// The project's folder (new or empty); its name is the package's.
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        lang: scaffold::Language,
+        /// The SDKs' folder (`sdk` in a nats-callout checkout). Default:
+        /// $NATS_CALLOUT_SDK, else the checkout this binary was built in.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// Turn a core WebAssembly module built for WASI preview 1 (such as a Go
     /// policy) into a policy component.
@@ -176,6 +188,10 @@ pub fn main() -> anyhow::Result<()> {
                     policy: &policy,
                 })?
             );
+            Ok(())
+        }
+        Command::New { dir, lang, sdk } => {
+            print!("{}", scaffold::create(&dir, lang, sdk.as_deref())?);
             Ok(())
         }
         Command::Componentize { module, out } => {

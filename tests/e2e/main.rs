@@ -7,6 +7,7 @@ mod harness;
 mod languages;
 mod operations;
 mod operator;
+mod scaffold;
 mod tenants;
 
 use std::time::{Duration, Instant};
