@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 eval "export $(scripts/prerequisites.sh | tail -1)"
 echo "demo: building the host and the token-table policy" >&2
-cargo build --release --locked -p nats-callout --bin nats-callout --example whoami >&2
+cargo build --release --locked -p nats-callout --bin nats-callout >&2
 cargo build --release --locked --target wasm32-wasip2 -p token-table >&2
 
 demo=$(mktemp -d)
@@ -49,11 +49,11 @@ grep -q "serving auth callout requests" "$demo/callout.log" || { cat "$demo/call
 
 echo
 echo "== clients connecting to nats://127.0.0.1:$port =="
-whoami=target/release/examples/whoami
-$whoami "nats://127.0.0.1:$port" token s3cr3t
-$whoami "nats://127.0.0.1:$port" user alice wonderland
-$whoami "nats://127.0.0.1:$port" user alice guess
-$whoami "nats://127.0.0.1:$port" token guess
+whoami() { target/release/nats-callout whoami --server "nats://127.0.0.1:$port" "$@"; }
+whoami --token s3cr3t
+whoami --user alice --password wonderland
+whoami --user alice --password guess
+whoami --token guess
 echo
 echo "== nats-callout's decisions =="
 grep "authorization" "$demo/callout.log" | sed 's/^.*authorization/authorization/' || true

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit tests in every language, the
 # conformance kit for every language and the end-to-end tests against a real
-# nats-server. Installs what is missing first (scripts/setup.sh).
+# nats-server, and the packages used outside the checkout
+# (scripts/test-packages.sh). Installs what is missing first (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -42,3 +43,6 @@ rm -rf "$fresh"
 
 step "Rust unit tests, conformance kit in every language, end-to-end tests"
 cargo test --release --locked --workspace --all-targets
+
+step "Packages: each SDK and the host, installed and used outside the checkout"
+scripts/test-packages.sh

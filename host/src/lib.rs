@@ -45,6 +45,7 @@ pub(crate) mod policy;
 pub mod protocol;
 pub mod serve;
 pub(crate) mod untrusted;
+pub(crate) mod whoami;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

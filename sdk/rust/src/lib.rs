@@ -64,7 +64,9 @@ pub mod bindings {
         // (the linker drops the others), and the host refuses one whose
         // operator did not grant it.
         world: "policy-with-capabilities",
-        path: "../../wit",
+        // The crate's own copy (a link to the repository's `wit/` in a
+        // checkout; the file itself in the published crate).
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_policy_bindings",
         default_bindings_module: "nats_callout_sdk::bindings",
