@@ -9,10 +9,10 @@
 #   host/bin/nats-callout               the host (cargo install --path host)
 # The SDKs' wit/ folders link to the repository's wit/ in a checkout; each
 # package is built from a staged copy with the links replaced by the file.
-# Needs scripts/toolchains.sh's environment (npm, the venv with `build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+eval "export $(scripts/toolchains.sh | tail -1)"
 out=$root/target/packages
 stage=$root/target/packages-stage
 rm -rf "$out" "$stage"

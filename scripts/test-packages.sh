@@ -5,10 +5,10 @@
 # policy from the README's own snippet, builds it with the packaged tools,
 # and runs the `only-alice` conformance kit against it with the installed
 # host. A package that only works from a checkout fails here.
-# Needs scripts/toolchains.sh's environment (Go, npm, the venv's Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+eval "export $(scripts/toolchains.sh | tail -1)"
 scripts/packages.sh
 packages=$root/target/packages
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -95,9 +95,23 @@ cat > "$scratch/ts/tsconfig.json" <<JSON
 }
 JSON
 snippet "### JavaScript / TypeScript" ts > "$scratch/ts/src/policy.ts"
+mkdir -p "$scratch/ts/test"
+cat > "$scratch/ts/test/policy.test.ts" <<'TS'
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Request, grantOf } from 'nats-callout-sdk';
+import { authorize, init } from '../src/policy.js';
+
+test('alice gets APP', () => {
+  init('{}');
+  const grant = grantOf(authorize(Request.forTest().withUserAndPassword('alice', 'wonderland')));
+  assert.equal(grant?.account, 'APP');
+});
+TS
 (cd "$scratch/ts" &&
   npm install --silent --no-audit --no-fund "$packages/nats-callout-sdk-$version.tgz" &&
   npx --no-install nats-callout-js typecheck &&
+  npx --no-install nats-callout-js test test/*.test.ts > /dev/null &&
   npx --no-install nats-callout-js build src/policy.ts -o policy.wasm)
 passes_the_kit "$scratch/ts"
 
@@ -107,9 +121,17 @@ python3 -m venv "$scratch/venv"
 mkdir -p "$scratch/python"
 snippet "### Python" python > "$scratch/python/app.py"
 (cd "$scratch/python" && env -u PYTHONPATH "$scratch/venv/bin/python" -m nats_callout.build app -o policy.wasm)
+# Natively too, as unit tests run it: the wheel's native bindings.
+(cd "$scratch/python" && env -u PYTHONPATH "$scratch/venv/bin/python" -c '
+from nats_callout import Request, grant_of
+from app import OnlyAlice
+grant = grant_of(OnlyAlice("{}").authorize(Request.for_test().with_user_and_password("alice", "wonderland")))
+assert grant.account == "APP", grant
+')
 passes_the_kit "$scratch/python"
+sdist=$(tar -tzf "$packages/nats_callout_sdk-$version.tar.gz")
 for part in nats_callout/wit/policy.wit nats_callout/_native/wit_world/__init__.py; do
-  tar -tzf "$packages/nats_callout_sdk-$version.tar.gz" | grep -q "/$part$" ||
+  grep -q "/$part$" <<< "$sdist" ||
     { log "the sdist lacks $part"; exit 1; }
 done
 
