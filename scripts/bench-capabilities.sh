@@ -18,7 +18,11 @@ CONNECTIONS=${1:-3000}
 CONCURRENCY=${2:-64}
 REPEAT=${REPEAT:-500}
 
-eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+
+env_line=$(scripts/setup.sh | tail -1)
+
+eval "export $env_line"
 bin=target/release/nats-callout
 source scripts/bench-common.sh
 kits=tests/conformance

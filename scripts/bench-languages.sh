@@ -14,7 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${1:-3000}
-eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+env_line=$(scripts/setup.sh | tail -1)
+eval "export $env_line"
 bin=$PWD/target/release/nats-callout
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -11,7 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+
+env_line=$(scripts/setup.sh | tail -1)
+
+eval "export $env_line"
 bin=${NATS_CALLOUT_BIN:-target/release/nats-callout}
 rounds=${ROUNDS:-3}
 source scripts/bench-common.sh

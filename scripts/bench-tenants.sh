@@ -18,7 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: scripts/bench-tenants.sh fairness [SHARE] | density [N] [TS]}
 
-eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+
+env_line=$(scripts/setup.sh | tail -1)
+
+eval "export $env_line"
 bin=${NATS_CALLOUT_BIN:-target/release/nats-callout}
 source scripts/bench-common.sh
 callout_server 2s

@@ -16,7 +16,11 @@ cd "$(dirname "$0")/.."
 CONNECTIONS=${1:-3000}
 CONCURRENCY=${2:-256}
 
-eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+
+env_line=$(scripts/setup.sh | tail -1)
+
+eval "export $env_line"
 bin=${NATS_CALLOUT_BIN:-target/release/nats-callout} # another build to compare with
 source scripts/bench-common.sh
 

@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-eval "export $(scripts/toolchains.sh | tail -1)"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+env_line=$(scripts/toolchains.sh | tail -1)
+eval "export $env_line"
 out=$root/target/policies
 mkdir -p "$out"
 

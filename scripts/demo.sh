@@ -7,7 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "export $(scripts/prerequisites.sh | tail -1)"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+
+env_line=$(scripts/prerequisites.sh | tail -1)
+
+eval "export $env_line"
 echo "demo: building the host and the token-table policy" >&2
 cargo build --release --locked -p nats-callout --bin nats-callout >&2
 cargo build --release --locked --target wasm32-wasip2 -p token-table >&2
@@ -49,11 +53,12 @@ grep -q "serving auth callout requests" "$demo/callout.log" || { cat "$demo/call
 
 echo
 echo "== clients connecting to nats://127.0.0.1:$port =="
-whoami() { target/release/nats-callout whoami --server "nats://127.0.0.1:$port" "$@"; }
-whoami --token s3cr3t
-whoami --user alice --password wonderland
-whoami --user alice --password guess
-whoami --token guess
+# whoami never prints a token or a password; a refused client exits 1.
+whoami() { target/release/nats-callout whoami --server "nats://127.0.0.1:$port" "$@" || true; }
+echo "the token s3cr3t:";                whoami --token s3cr3t
+echo "alice with her password:";         whoami --user alice --password wonderland
+echo "alice with a wrong password:";     whoami --user alice --password guess
+echo "the token guess:";                 whoami --token guess
 echo
 echo "== nats-callout's decisions =="
 grep "authorization" "$demo/callout.log" | sed 's/^.*authorization/authorization/' || true

@@ -12,7 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-eval "export $(scripts/toolchains.sh | tail -1)"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+env_line=$(scripts/toolchains.sh | tail -1)
+eval "export $env_line"
 out=$root/target/packages
 stage=$root/target/packages-stage
 rm -rf "$out" "$stage"
@@ -32,20 +34,20 @@ stage_copy() { # sdk folder, stage name, parts...
 log "Rust SDK (cargo package)"
 # --no-verify: the package test builds it from the unpacked crate, outside
 # the workspace; --allow-dirty lets it run on a working tree too.
-cargo package --locked --no-verify --allow-dirty -p nats-callout-sdk >&2
+cargo package --locked --no-verify --allow-dirty --target-dir target -p nats-callout-sdk >&2
 cp "target/package/nats-callout-sdk-$version.crate" "$out/"
 
 log "JavaScript SDK (npm pack)"
-stage_copy sdk/js js package.json README.md src bin wit
+stage_copy sdk/js js package.json README.md LICENSE src bin wit
 (cd "$stage/js" && npm pack --silent --pack-destination "$out" > /dev/null)
 
 log "Python SDK (wheel and sdist)"
-stage_copy sdk/python python pyproject.toml README.md nats_callout
+stage_copy sdk/python python pyproject.toml README.md LICENSE nats_callout
 # The sdist first, then the wheel from it: proves the sdist is complete.
 python -m build --outdir "$out" "$stage/python" >&2
 
 log "Go module"
-stage_copy sdk/go go go.mod README.md build.sh callout internal
+stage_copy sdk/go go go.mod README.md LICENSE build.sh callout internal
 tar -czf "$out/nats-callout-sdk-go-$version.tar.gz" -C "$stage" go
 
 log "the host (cargo install --path host)"

@@ -12,7 +12,7 @@ NATS_SERVER_VERSION=2.15.1
 
 log() { echo "prerequisites: $*" >&2; }
 
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+if ! grep -qx wasm32-wasip2 <<< "$(rustup target list --installed)"; then
   log "adding the wasm32-wasip2 target"
   rustup target add wasm32-wasip2 >&2
 fi
@@ -28,6 +28,10 @@ nats_server_ok() {
 NATS_SERVER_BIN=${NATS_SERVER_BIN:-}
 if [ -z "$NATS_SERVER_BIN" ] || ! nats_server_ok "$NATS_SERVER_BIN"; then
   NATS_SERVER_BIN=$(command -v nats-server || true)
+fi
+# The one an earlier run installed.
+if [ -z "$NATS_SERVER_BIN" ] || ! nats_server_ok "$NATS_SERVER_BIN"; then
+  NATS_SERVER_BIN="$(pwd)/.tools/venv/bin/nats-server"
 fi
 if [ -z "$NATS_SERVER_BIN" ] || ! nats_server_ok "$NATS_SERVER_BIN"; then
   # Into the checkout's own venv (the one toolchains.sh uses): a system

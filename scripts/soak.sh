@@ -82,7 +82,9 @@ trap 'exit 143' TERM
 
 # --- build --------------------------------------------------------------------
 if [ -z "${NATS_SERVER_BIN:-}" ]; then
-  eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
+  # An assignment, so a failing script stops this one (set -e skips eval's).
+  env_line=$(scripts/setup.sh | tail -1)
+  eval "export $env_line"
 fi
 [ -x "$NATS_SERVER_BIN" ] || { log "no nats-server at $NATS_SERVER_BIN"; exit 1; }
 cargo build --release --locked -p nats-callout --bin nats-callout >&2

@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-eval "export $(scripts/toolchains.sh | tail -1)"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+env_line=$(scripts/toolchains.sh | tail -1)
+eval "export $env_line"
 scripts/packages.sh
 packages=$root/target/packages
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -18,9 +20,9 @@ log() { echo "test-packages: $*" >&2; }
 
 # The installed host, first on the PATH: nothing below reaches the checkout.
 export PATH="$packages/host/bin:$PATH"
-unset NATS_CALLOUT NATS_CALLOUT_SDK
+unset NATS_CALLOUT NATS_CALLOUT_SDK NATS_CALLOUT_WIT
 [ "$(command -v nats-callout)" = "$packages/host/bin/nats-callout" ]
-nats-callout --version | grep -q "(policy WIT nats:callout@" ||
+grep -q "(policy WIT nats:callout@" <<< "$(nats-callout --version)" ||
   { log "--version does not name the WIT: $(nats-callout --version)"; exit 1; }
 kit=$scratch/kit
 cp -r tests/conformance/only-alice "$kit"
@@ -60,7 +62,7 @@ nats-callout-sdk = { path = "$scratch/crate/nats-callout-sdk-$version" }
 [workspace]
 TOML
 snippet "### Rust" rust > "$scratch/rust/src/lib.rs"
-(cd "$scratch/rust" && cargo build --quiet --release --target wasm32-wasip2)
+(cd "$scratch/rust" && cargo build --quiet --release --target wasm32-wasip2 --target-dir target)
 cp "$scratch/rust/target/wasm32-wasip2/release/only_alice.wasm" "$scratch/rust/policy.wasm"
 passes_the_kit "$scratch/rust"
 

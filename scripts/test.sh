@@ -7,8 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-eval "$(scripts/setup.sh | tail -1 | sed 's/^/export /')"
-eval "export $(scripts/toolchains.sh | tail -1)"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+
+env_line=$(scripts/setup.sh | tail -1)
+
+eval "export $env_line"
+# An assignment, so a failing script stops this one (set -e skips eval's).
+env_line=$(scripts/toolchains.sh | tail -1)
+eval "export $env_line"
 
 step() { echo "== $*" >&2; }
 

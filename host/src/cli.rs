@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "APP")]
         accounts: Vec<String>,
         /// The port nats-server listens on (on 127.0.0.1).
-        #[arg(long, default_value_t = 4222)]
+        #[arg(long, default_value_t = 4222, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
         /// The policy component callout.toml names (default: policy.wasm
         /// beside it; a path given here is written absolute).
@@ -92,10 +92,10 @@ enum Command {
         #[arg(long, short, default_value = "nats://127.0.0.1:4222")]
         server: String,
         /// Connect with this token.
-        #[arg(long, conflicts_with_all = ["user", "password"], required_unless_present = "user")]
+        #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Connect with this user name (and --password).
-        #[arg(long, requires = "password")]
+        /// Connect with this user name and --password (rather than a token).
+        #[arg(long)]
         user: Option<String>,
         #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
         password: Option<String>,
@@ -226,17 +226,25 @@ pub fn main() -> anyhow::Result<()> {
             user,
             password,
         } => {
-            let credentials = match (token, user, password) {
-                (Some(token), _, _) => whoami::Credentials::Token(token),
-                (None, Some(user), Some(password)) => {
+            let credentials = match (user, password, token) {
+                (Some(user), Some(password), _) => {
                     whoami::Credentials::UserAndPassword { user, password }
                 }
-                _ => anyhow::bail!("--token, or --user with --password, is required"),
+                (Some(_), None, _) => anyhow::bail!("--user needs --password (or NATS_PASSWORD)"),
+                (None, _, Some(token)) => whoami::Credentials::Token(token),
+                (None, _, None) => {
+                    anyhow::bail!("--token (or NATS_TOKEN), or --user with --password, is required")
+                }
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            println!("{}", runtime.block_on(whoami::run(&server, credentials)));
+            let outcome = runtime.block_on(whoami::run(&server, credentials));
+            println!("{}", outcome.line);
+            if !outcome.admitted {
+                // Scripts read the status: refused and unreachable both fail.
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Componentize { module, out } => {
@@ -254,8 +262,11 @@ pub fn main() -> anyhow::Result<()> {
 /// The policy `check` evaluates and what it is held to: given on the command
 /// line, or one tenant of the service's configuration.
 struct Subject {
+    /// The component: --policy, else the tenant's.
     wasm: PathBuf,
+    /// Each call's deadline, memory cap and instance reuse.
     limits: PolicyLimits,
+    /// The compiled-policy cache, unless --no-cache.
     cache: Option<CompiledCache>,
     /// The tenant's policy, with `--config`.
     tenant: Option<PolicyConfig>,
@@ -341,6 +352,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     if let Some(kit) = &args.kit {
         return run_kit(&runtime, &subject, kit);
     }
+    pass_golden_kit(&runtime, &subject)?;
     let Some(request) = &args.request else {
         anyhow::bail!("--request or --kit is required");
     };
@@ -385,30 +397,13 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
 
 /// `check --kit`: runs a conformance kit and prints one line per case.
 fn run_kit(runtime: &tokio::runtime::Runtime, subject: &Subject, kit: &Path) -> anyhow::Result<()> {
-    let rules = match &subject.tenant {
-        Some(tenant) => {
-            if kit.join("settings.json").exists() {
-                eprintln!(
-                    "note: {}/settings.json is not used: the cases run with the tenant's settings",
-                    kit.display()
-                );
-            }
-            kit::KitRules::Tenant(tenant)
-        }
-        None => kit::KitRules::Kit,
-    };
-    let results = runtime.block_on(async {
-        let sandbox = check::offline_sandbox(&subject.limits)?;
-        kit::run(
-            &sandbox,
-            &subject.wasm,
-            kit,
-            rules,
-            subject.limits,
-            subject.cache.as_ref(),
-        )
-        .await
-    })?;
+    if subject.tenant.is_some() && kit.join("settings.json").exists() {
+        eprintln!(
+            "note: {}/settings.json is not used: the cases run with the tenant's settings",
+            kit.display()
+        );
+    }
+    let results = kit_results(runtime, subject, kit)?;
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
     for result in &results {
         match &result.failure {
@@ -428,6 +423,63 @@ fn run_kit(runtime: &tokio::runtime::Runtime, subject: &Subject, kit: &Path) -> 
     if failed > 0 {
         anyhow::bail!("{failed} conformance case(s) failed");
     }
+    Ok(())
+}
+
+/// The cases of `kit` run against the subject: under the kit's own rules,
+/// or the tenant's with --config.
+fn kit_results(
+    runtime: &tokio::runtime::Runtime,
+    subject: &Subject,
+    kit: &Path,
+) -> anyhow::Result<Vec<kit::CaseResult>> {
+    let rules = match &subject.tenant {
+        Some(tenant) => kit::KitRules::Tenant(tenant),
+        None => kit::KitRules::Kit,
+    };
+    runtime.block_on(async {
+        let sandbox = check::offline_sandbox(&subject.limits)?;
+        kit::run(
+            &sandbox,
+            &subject.wasm,
+            kit,
+            rules,
+            subject.limits,
+            subject.cache.as_ref(),
+        )
+        .await
+    })
+}
+
+/// With --config, what `serve` requires before the tenant's policy serves:
+/// its golden kit, when it has one, passes (reported on stderr, so the
+/// decision stays the only output).
+fn pass_golden_kit(runtime: &tokio::runtime::Runtime, subject: &Subject) -> anyhow::Result<()> {
+    let Some(golden) = subject
+        .tenant
+        .as_ref()
+        .and_then(|tenant| tenant.golden_kit.as_ref())
+    else {
+        return Ok(());
+    };
+    let results = kit_results(runtime, subject, golden)?;
+    let failed: Vec<_> = results.iter().filter(|r| r.failure.is_some()).collect();
+    if let Some(first) = failed.first() {
+        anyhow::bail!(
+            "golden kit {}: {} of {} cases failed, so serve would not start this policy; {} ({}): {}",
+            golden.display(),
+            failed.len(),
+            results.len(),
+            first.file,
+            first.description,
+            first.failure.as_deref().unwrap_or_default()
+        );
+    }
+    eprintln!(
+        "golden kit {}: {} cases passed",
+        golden.display(),
+        results.len()
+    );
     Ok(())
 }
 

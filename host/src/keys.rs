@@ -144,16 +144,52 @@ pub struct KeysRequest<'a> {
     pub policy: &'a Path,
 }
 
-/// The files `keys` writes, in the order it writes them.
+/// The secrets `keys` writes (mode 0600), in the order it writes them.
 const SEED_FILES: [&str; 3] = ["issuer.seed", "xkey.seed", "service.nk"];
+/// The nats-server configuration `keys` writes.
 const SERVER_CONF: &str = "nats-server.conf";
+/// The service's configuration `keys` writes.
 const CALLOUT_TOML: &str = "callout.toml";
+/// The system account `keys` writes into nats-server.conf.
+const SYSTEM_ACCOUNT: &str = "SYS";
+
+/// Refuses accounts that would break the configuration or hand clients the
+/// service's own account or the system account.
+fn check_accounts(request: &KeysRequest<'_>) -> anyhow::Result<()> {
+    let auth = request.auth_account;
+    for name in std::iter::once(auth).chain(request.accounts.iter().map(String::as_str)) {
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !plain {
+            bail!(
+                "account name {name:?}: use letters, digits, '_' and '-' (it is written into nats-server.conf as it is)"
+            );
+        }
+        if name == SYSTEM_ACCOUNT {
+            bail!(
+                "{SYSTEM_ACCOUNT} is the system account: neither the service nor its clients belong there"
+            );
+        }
+    }
+    if request.accounts.iter().any(|account| account == auth) {
+        bail!(
+            "--accounts lists {auth}, the service's own account (--account): a client placed there could answer auth requests"
+        );
+    }
+    if request.accounts.is_empty() {
+        bail!("--accounts is empty: the policy would have nowhere to place clients");
+    }
+    Ok(())
+}
 
 /// Generates the issuer, xkey and service user keys, and writes them with a
 /// complete `nats-server.conf` and `callout.toml` that work together into
 /// `request.out`. Returns what to print: both configurations (which hold
 /// public keys and file names, never a seed) and the next steps.
 pub fn generate(request: &KeysRequest<'_>) -> anyhow::Result<String> {
+    check_accounts(request)?;
     let dir = request.out;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Refuse before writing anything, so a second run changes nothing.
@@ -169,11 +205,10 @@ pub fn generate(request: &KeysRequest<'_>) -> anyhow::Result<String> {
     let issuer = KeyPair::new_account();
     let xkey = XKey::new();
     let service = KeyPair::new_user();
-    let seeds = [
-        issuer.seed().map_err(|e| anyhow::anyhow!("{e}"))?,
-        xkey.seed().map_err(|e| anyhow::anyhow!("{e}"))?,
-        service.seed().map_err(|e| anyhow::anyhow!("{e}"))?,
-    ];
+    let seeds = [issuer.seed(), xkey.seed(), service.seed()]
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("cannot encode a generated seed: {e}"))?;
     for (name, seed) in SEED_FILES.iter().zip(&seeds) {
         write_new(&dir.join(name), &format!("{seed}\n"), true)?;
     }
@@ -193,7 +228,7 @@ pub fn generate(request: &KeysRequest<'_>) -> anyhow::Result<String> {
          #\n\
          # Next:\n\
          #   nats-server -c {dir}/{SERVER_CONF}\n\
-         #   nats-callout serve --config {dir}/{CALLOUT_TOML}   (once [policy] names your policy)\n\n\
+         #   nats-callout serve --config {dir}/{CALLOUT_TOML}   (once [policy.settings] holds your policy's settings)\n\n\
          # ---- {dir}/{SERVER_CONF} ----\n{server_conf}\n\
          # ---- {dir}/{CALLOUT_TOML} ----\n{callout_toml}"
     ))
@@ -206,7 +241,6 @@ fn server_conf(request: &KeysRequest<'_>, issuer: &str, xkey: &str, service: &st
     let accounts: String = request
         .accounts
         .iter()
-        .filter(|account| *account != auth)
         .map(|account| format!("  {account} {{}}\n"))
         .collect();
     format!(
@@ -222,9 +256,9 @@ fn server_conf(request: &KeysRequest<'_>, issuer: &str, xkey: &str, service: &st
          \x20 {auth} {{ users: [ {{ nkey: {service} }} ] }}\n\
          \x20 # The accounts the policy places clients in (callout.toml [policy] accounts).\n\
          {accounts}\
-         \x20 SYS {{}}\n\
+         \x20 {SYSTEM_ACCOUNT} {{}}\n\
          }}\n\
-         system_account: SYS\n\
+         system_account: {SYSTEM_ACCOUNT}\n\
          \n\
          # MERGE (2/2): every other client is authenticated by nats-callout.\n\
          authorization {{\n\
@@ -247,7 +281,7 @@ fn callout_toml(request: &KeysRequest<'_>) -> String {
     let accounts = request
         .accounts
         .iter()
-        .map(|account| format!("{account:?}"))
+        .map(|account| toml_string(account))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
@@ -263,15 +297,20 @@ fn callout_toml(request: &KeysRequest<'_>) -> String {
          \n\
          [policy]\n\
          # The policy component: an example's, or your own (`nats-callout new`).\n\
-         wasm = {wasm:?}\n\
+         wasm = {wasm}\n\
          # The accounts the policy may place clients in.\n\
          accounts = [{accounts}]\n\
          \n\
          # The policy's settings, handed to it as JSON, go in this table.\n\
          [policy.settings]\n",
         port = request.port,
-        wasm = request.policy.display().to_string(),
+        wasm = toml_string(&request.policy.display().to_string()),
     )
+}
+
+/// `text` as a TOML string, quoted and escaped.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
 }
 
 #[cfg(test)]
@@ -354,6 +393,39 @@ scoped = true
         assert!(load_placement(&star.callouts()[0], "AAUTH").is_ok());
         // The auth account itself needs no entry.
         assert!(load_placement(&refused.callouts()[0], &app.public_key()).is_ok());
+    }
+
+    #[test]
+    fn keys_refuses_accounts_that_would_break_or_open_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Path::new("policy.wasm");
+        let refused = |auth: &str, accounts: &[&str]| {
+            let accounts: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
+            generate(&KeysRequest {
+                out: dir.path(),
+                auth_account: auth,
+                accounts: &accounts,
+                port: 4222,
+                policy,
+            })
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+        };
+        assert!(refused("AUTH", &["APP", "AUTH"]).contains("the service's own account"));
+        assert!(refused("AUTH", &["SYS"]).contains("system account"));
+        assert!(refused("SYS", &["APP"]).contains("system account"));
+        assert!(refused("AUTH", &["A B"]).contains("\"A B\": use letters"));
+        assert!(refused("AUTH", &["X}"]).contains("use letters"));
+        assert!(refused("AUTH", &[]).contains("--accounts is empty"));
+        // Nothing was written by the refusals.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A path that needs quoting in TOML reads back as it was.
+        for path in ["a\"b\tc", "it's\\here", "ümlaut/'\"/x.wasm"] {
+            let table: toml::Table =
+                toml::from_str(&format!("wasm = {}", toml_string(path))).unwrap();
+            assert_eq!(table["wasm"].as_str(), Some(path));
+        }
     }
 
     #[test]

@@ -5,26 +5,37 @@
 
 use std::time::Duration;
 
-use async_nats::{ConnectOptions, Event};
+use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
 /// The credentials a client connects with.
 pub(crate) enum Credentials {
+    /// A token (`nats://token@host`); never printed.
     Token(String),
+    /// A user name (printed) and its password (never printed).
     UserAndPassword { user: String, password: String },
 }
 
-/// One line: `<who> ADMITTED account=… publish=[…] subscribe=[…]`, or
-/// `<who> REFUSED <error>`.
-pub(crate) async fn run(server: &str, credentials: Credentials) -> String {
+/// What `whoami` found.
+pub(crate) struct Outcome {
+    /// One line: `<who> ADMITTED account=… publish=[…] subscribe=[…]`, or
+    /// `<who> REFUSED <error>`, or `<who> UNREACHABLE <error>`.
+    pub(crate) line: String,
+    pub(crate) admitted: bool,
+}
+
+/// Connects to `server` with `credentials` and reads what the server says
+/// the connection may do.
+pub(crate) async fn run(server: &str, credentials: Credentials) -> Outcome {
     let (options, who) = match credentials {
-        Credentials::Token(token) => (
-            ConnectOptions::with_token(token.clone()),
-            format!("token {token:?}"),
-        ),
+        Credentials::Token(token) => (ConnectOptions::with_token(token), "token".to_string()),
         Credentials::UserAndPassword { user, password } => (
             ConnectOptions::with_user_and_password(user.clone(), password),
             format!("user {user:?}"),
         ),
+    };
+    let admitted = |details: String| Outcome {
+        line: format!("{who:<16} {:<11} {details}", "ADMITTED"),
+        admitted: true,
     };
     // A grant without `$SYS.REQ.USER.INFO` (or `_INBOX.>`) gets a
     // permissions violation from the server: say so at once rather than
@@ -44,25 +55,35 @@ pub(crate) async fn run(server: &str, credentials: Credentials) -> String {
         .await;
     let client = match connected {
         Ok(client) => client,
-        Err(error) => return format!("{who:<22} REFUSED   {error}"),
+        Err(error) => {
+            let verdict = if error.kind() == ConnectErrorKind::AuthorizationViolation {
+                "REFUSED"
+            } else {
+                "UNREACHABLE"
+            };
+            return Outcome {
+                line: format!("{who:<16} {verdict:<11} {error}"),
+                admitted: false,
+            };
+        }
     };
     let reply = tokio::select! {
         reply = client.request("$SYS.REQ.USER.INFO", "".into()) => reply,
         Some(error) = violation.recv() => {
-            return format!("{who:<22} ADMITTED  (its grant does not let it ask $SYS.REQ.USER.INFO: {error})");
+            return admitted(format!("(its grant does not let it ask $SYS.REQ.USER.INFO: {error})"));
         }
     };
     let info = match reply {
         Ok(reply) => {
             serde_json::from_slice::<serde_json::Value>(&reply.payload).unwrap_or_default()
         }
-        Err(error) => return format!("{who:<22} ADMITTED  (cannot read USER.INFO: {error})"),
+        Err(error) => return admitted(format!("(cannot read USER.INFO: {error})")),
     };
     let data = &info["data"];
-    format!(
-        "{who:<22} ADMITTED  account={} publish={} subscribe={}",
+    admitted(format!(
+        "account={} publish={} subscribe={}",
         data["account"],
         data["permissions"]["publish"]["allow"],
         data["permissions"]["subscribe"]["allow"]
-    )
+    ))
 }

@@ -816,23 +816,31 @@ async fn keys_writes_configurations_that_nats_server_and_the_service_run_as_they
         "{}",
         callout.log()
     );
-    // `whoami` shows the same from the command line.
+    // `whoami` shows the same from the command line, never the secret, and
+    // fails when refused.
     let whoami = |args: &[&str]| {
-        let mut all = vec!["whoami", "--server"];
         let url = server.url();
-        all.push(&url);
+        let mut all = vec!["whoami", "--server", url.as_str()];
         all.extend(args);
-        String::from_utf8(run_cli(&all).stdout).unwrap()
+        let output = run_cli(&all);
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+        )
     };
-    let admitted = whoami(&["--token", "s3cr3t"]);
+    let (ok, admitted) = whoami(&["--token", "s3cr3t"]);
+    assert!(ok, "{admitted}");
     assert!(
-        admitted.starts_with(r#"token "s3cr3t"         ADMITTED  account="APP" publish=["#),
+        admitted.starts_with(r#"token            ADMITTED    account="APP" publish=["#),
         "{admitted}"
     );
-    let refused = whoami(&["--user", "alice", "--password", "guess"]);
+    assert!(!admitted.contains("s3cr3t"), "{admitted}");
+    let (ok, refused) = whoami(&["--user", "alice", "--password", "guess"]);
+    assert!(!ok, "{refused}");
     assert!(
-        refused.starts_with(r#"user "alice"           REFUSED   "#)
-            && refused.contains("authorization violation"),
+        refused.starts_with(r#"user "alice"     REFUSED     "#)
+            && refused.contains("authorization violation")
+            && !refused.contains("guess"),
         "{refused}"
     );
 
@@ -875,6 +883,16 @@ account = "APP"
 expires_in_secs = 600
 
 [[tenant]]
+name = "golden"
+route = {{ token_prefix = "g" }}
+[tenant.policy]
+wasm = "{policy}"
+accounts = ["APP", "OTHER"]
+golden_kit = "{kit}"
+[tenant.policy.settings.tokens.s3cr3t]
+account = "OTHER"
+
+[[tenant]]
 name = "open"
 [tenant.policy]
 wasm = "{policy}"
@@ -882,7 +900,10 @@ accounts = ["APP", "OTHER"]
 [tenant.policy.settings.tokens.s3cr3t]
 account = "OTHER"
 "#,
-            policy = policy.display()
+            policy = policy.display(),
+            kit = harness::workspace()
+                .join("tests/conformance/token-table")
+                .display(),
         ),
     )
     .unwrap();
@@ -932,7 +953,15 @@ account = "OTHER"
     let (ok, _, stderr) = check(None, "s3cr3t");
     assert!(!ok);
     assert!(
-        stderr.contains("several tenants: choose one with --tenant (strict, open)"),
+        stderr.contains("several tenants: choose one with --tenant (strict, golden, open)"),
+        "{stderr}"
+    );
+    // A tenant whose golden kit fails under its settings: serve would not
+    // start its policy, and check says so rather than answer.
+    let (ok, stdout, stderr) = check(Some("golden"), "s3cr3t");
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("golden kit") && stderr.contains("serve would not start this policy"),
         "{stderr}"
     );
     let (ok, _, stderr) = check(Some("nope"), "s3cr3t");
@@ -965,7 +994,12 @@ account = "OTHER"
     ]);
     let stdout = String::from_utf8_lossy(&under.stdout);
     assert!(!under.status.success(), "{stdout}");
-    assert!(stdout.contains("FAIL"), "{stdout}");
+    // "strict" maps s3cr3t to OTHER, which its accounts refuse.
+    let failed = stdout
+        .lines()
+        .find(|line| line.starts_with("FAIL  token-known.json"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(failed.contains("OTHER"), "{failed}");
     assert!(
         String::from_utf8_lossy(&under.stderr).contains("settings.json is not used"),
         "{}",

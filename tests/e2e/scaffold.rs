@@ -55,7 +55,8 @@ fn a_new_project_builds_and_passes_its_kit(lang: &str, tests: &[&[&str]]) {
             .expect("nats-callout runs");
         let report = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(output.status.success(), "{report}");
-        assert!(report.contains("6 cases, 6 passed, 0 failed"), "{report}");
+        assert!(report.contains("7 cases, 7 passed, 0 failed"), "{report}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
     };
     kit(&["--policy", "policy.wasm"]);
 
@@ -70,7 +71,11 @@ fn a_new_project_builds_and_passes_its_kit(lang: &str, tests: &[&[&str]]) {
     let config = dir.join("service/callout.toml");
     let text = std::fs::read_to_string(&config).expect("callout.toml");
     std::fs::write(&config, format!("{text}{settings}")).expect("append settings");
-    kit(&["--config", "service/callout.toml"]);
+    let stderr = kit(&["--config", "service/callout.toml"]);
+    assert!(
+        stderr.contains("kit/settings.json is not used: the cases run with the tenant's settings"),
+        "{stderr}"
+    );
 }
 
 #[test]

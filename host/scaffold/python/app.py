@@ -36,6 +36,9 @@ class Users:
         parsed = json.loads(settings)
         if not isinstance(parsed, dict) or not isinstance(parsed.get("users"), dict):
             raise ValueError("invalid settings: `users` is not a table")
+        unknown = sorted(set(parsed) - {"users"})
+        if unknown:
+            raise ValueError(f"invalid settings: unknown field `{unknown[0]}`")
         self.users = {}
         for name, entry in parsed["users"].items():
             if not isinstance(entry, dict):

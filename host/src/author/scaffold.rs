@@ -41,6 +41,7 @@ const KIT: &[Template] = templates![
     "kit/cases/anonymous.json" => "kit/cases/anonymous.json",
     "kit/refused/no-users.json" => "kit/refused/no-users.json",
     "kit/refused/no-account.json" => "kit/refused/no-account.json",
+    "kit/refused/extra-field.json" => "kit/refused/extra-field.json",
 ];
 
 const README: &str = include_str!("../../scaffold/README.md");
@@ -214,9 +215,12 @@ fn sdk_folder(given: Option<&Path>, language: &str) -> anyhow::Result<String> {
     let text = sdk
         .to_str()
         .with_context(|| format!("the SDK folder {} is not UTF-8", sdk.display()))?;
-    if text.contains(|c: char| c == '"' || c == '\\' || c.is_whitespace() || c.is_control()) {
+    // Written inside TOML and JSON strings, go.mod and double-quoted shell.
+    let unsafe_char =
+        |c: char| matches!(c, '"' | '\\' | '$' | '`') || c.is_whitespace() || c.is_control();
+    if text.contains(unsafe_char) {
         bail!(
-            "the SDK folder {text:?} holds a space, quote or backslash, which the generated go.mod, Cargo.toml and scripts cannot hold: use a path without them"
+            "the SDK folder {text:?} holds a space, quote, backslash, '$' or '`', which the generated go.mod, Cargo.toml and scripts cannot hold: use a path without them"
         );
     }
     Ok(text.to_string())

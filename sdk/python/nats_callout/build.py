@@ -91,8 +91,10 @@ def world_for(capabilities: set[str], work: Path) -> tuple[Path, str]:
 
 
 def componentize_py() -> str:
+    # The one installed beside this interpreter (the SDK's own, pinned
+    # dependency) before any other on the PATH.
     sibling = Path(sys.executable).parent / "componentize-py"
-    found = shutil.which("componentize-py") or (str(sibling) if sibling.exists() else None)
+    found = str(sibling) if sibling.exists() else shutil.which("componentize-py")
     if found is None:
         sys.exit("nats_callout.build: componentize-py is not installed (pip install componentize-py==0.25.1)")
     return found

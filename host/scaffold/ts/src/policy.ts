@@ -52,6 +52,8 @@ export class Users {
     if (!isTable(parsed) || !isTable(parsed.users)) {
       throw new Error('invalid settings: `users` is not a table');
     }
+    const unknownKey = Object.keys(parsed).find((key) => key !== 'users');
+    if (unknownKey !== undefined) throw new Error(`invalid settings: unknown field \`${unknownKey}\``);
     for (const [name, entry] of Object.entries(parsed.users)) {
       if (!isTable(entry)) throw new Error(`invalid settings: user "${name}" is not a table`);
       const unknown = Object.keys(entry).find((key) => !USER_KEYS.includes(key));
