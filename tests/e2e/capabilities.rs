@@ -1,6 +1,6 @@
 //! Capabilities end to end: the `oidc` example against an identity provider
 //! served by the test itself on loopback (discovery and JWKS, keys made
-//! here, one rotation, one outage).
+//! here, one rotation, one outage; and over HTTPS under a private CA).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,13 +32,24 @@ struct TestIssuer {
 }
 
 impl TestIssuer {
+    /// The provider over plain HTTP (allowed on loopback).
     async fn start(keys: Value) -> Arc<TestIssuer> {
+        TestIssuer::serve(keys, None).await
+    }
+
+    /// The provider over HTTPS, with `tls`'s certificate.
+    async fn start_tls(keys: Value, tls: tokio_rustls::TlsAcceptor) -> Arc<TestIssuer> {
+        TestIssuer::serve(keys, Some(tls)).await
+    }
+
+    async fn serve(keys: Value, tls: Option<tokio_rustls::TlsAcceptor>) -> Arc<TestIssuer> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
         let address: SocketAddr = listener.local_addr().expect("its address");
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let issuer = Arc::new(TestIssuer {
-            url: format!("http://{address}/realms/nats"),
+            url: format!("{scheme}://{address}/realms/nats"),
             keys: Mutex::new(keys),
             down: AtomicBool::new(false),
             key_fetches: AtomicUsize::new(0),
@@ -51,14 +62,23 @@ impl TestIssuer {
                     return;
                 };
                 let issuer = serving.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let issuer = issuer.clone();
                         async move { Ok::<_, Infallible>(issuer.answer(&request)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        // A client that does not trust the certificate ends here.
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                http.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            Err(_) => return,
+                        },
+                        None => http.serve_connection(TokioIo::new(stream), service).await,
+                    };
                 });
             }
         });
@@ -276,6 +296,81 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys_and_mapped_to_grants(
     for part in alice_token.split('.').skip(1) {
         assert!(!log.contains(part), "a part of a token in the log");
     }
+}
+
+/// A TLS acceptor presenting the certificate and key at `cert` and `key`.
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = vec![CertificateDer::from_pem_file(cert).expect("a PEM certificate")];
+    let key = PrivateKeyDer::from_pem_file(key).expect("a PEM key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("a server certificate");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An issuer served over HTTPS by a private CA: trusted through the
+/// issuer's `ca_file`, and not without it (the system's roots do not know
+/// the CA), where its tokens are refused as keys unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_issuer_is_trusted_through_its_ca_file_only() {
+    let rs = SigningKey::rs256("rs-1");
+    let pki = super::tenants::Pki::new();
+    let (cert, key) = pki.issue("idp", &["127.0.0.1"], "Identity provider");
+    let issuer = TestIssuer::start_tls(jwks(&[&rs]), tls_acceptor(&cert, &key)).await;
+    assert!(issuer.url.starts_with("https://"));
+    let capability = |ca_line: &str| {
+        format!(
+            "timeout_ms = 2000\n\n[[policy.capabilities.oidc]]\nissuer = \"{}\"\naudiences = [\"nats\"]\n{ca_line}\n",
+            issuer.url
+        )
+    };
+    let token = rs.sign(&issuer.claims("alice", json!({})));
+
+    let trusted = capability(&format!("ca_file = \"{}\"", pki.ca().display()));
+    let spec = CalloutSpec {
+        policy: "oidc",
+        settings_toml: OIDC_RULES,
+        accounts: &["APP", "OTHER"],
+        ..CalloutSpec::hostile("", &trusted)
+    };
+    let (server, callout) = stack(ServerXkey::None, 3, &spec);
+    let alice = connect(&server.url(), ConnectOptions::with_token(token.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", callout.log()));
+    assert_eq!(user_info(&alice).await["account"], "APP");
+    assert_eq!(issuer.key_fetches.load(Ordering::SeqCst), 1);
+
+    let untrusted = capability("");
+    let spec = CalloutSpec {
+        policy: "oidc",
+        settings_toml: OIDC_RULES,
+        accounts: &["APP", "OTHER"],
+        ..CalloutSpec::hostile("", &untrusted)
+    };
+    let (server, callout) = stack(ServerXkey::None, 3, &spec);
+    let refused = connect(&server.url(), ConnectOptions::with_token(token)).await;
+    assert!(refused.is_err(), "admitted by an issuer it cannot trust");
+    callout.wait_for_log(
+        "token refused: issuer keys unavailable",
+        Duration::from_secs(5),
+    );
+    callout.wait_for_log(
+        "cannot fetch the OIDC issuer's keys",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        issuer.key_fetches.load(Ordering::SeqCst),
+        1,
+        "no key set was served to the untrusting host"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

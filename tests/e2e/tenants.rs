@@ -170,13 +170,13 @@ async fn a_spinning_tenant_fills_its_own_share_not_the_others() {
 
 /// Certificates for a nats-server that verifies its clients: a CA, and
 /// certificates it signs, written as PEM files into a folder.
-struct Pki {
+pub(super) struct Pki {
     dir: tempfile::TempDir,
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(super) fn new() -> Pki {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -189,13 +189,13 @@ impl Pki {
         Pki { dir, ca }
     }
 
-    fn ca(&self) -> PathBuf {
+    pub(super) fn ca(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 
     /// Writes `{name}.pem` and `{name}-key.pem`: a certificate for `sans`
     /// whose subject's organization is `org`.
-    fn issue(&self, name: &str, sans: &[&str], org: &str) -> (PathBuf, PathBuf) {
+    pub(super) fn issue(&self, name: &str, sans: &[&str], org: &str) -> (PathBuf, PathBuf) {
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).expect("params");
         params.distinguished_name.push(DnType::CommonName, name);
