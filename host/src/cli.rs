@@ -268,6 +268,9 @@ struct Subject {
     limits: PolicyLimits,
     /// The compiled-policy cache, unless --no-cache.
     cache: Option<CompiledCache>,
+    /// The settings handed to `init`: --settings (default `{}`), or the
+    /// tenant's.
+    settings_json: String,
     /// The tenant's policy, with `--config`.
     tenant: Option<PolicyConfig>,
 }
@@ -278,8 +281,14 @@ impl Subject {
             let Some(wasm) = args.policy.clone() else {
                 anyhow::bail!("--policy or --config is required");
             };
+            let settings_json = match &args.settings {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read settings {}", path.display()))?,
+                None => "{}".into(),
+            };
             return Ok(Subject {
                 wasm,
+                settings_json,
                 limits: PolicyLimits {
                     timeout: Duration::from_millis(args.timeout_ms),
                     memory_bytes: usize::try_from(args.memory_mb << 20).unwrap_or(usize::MAX),
@@ -302,18 +311,16 @@ impl Subject {
             wasm: args.policy.clone().unwrap_or_else(|| tenant.wasm.clone()),
             limits,
             cache: if args.no_cache { None } else { tenant.cache() },
+            settings_json: tenant.settings_json(),
             tenant: Some(tenant),
         })
     }
 
-    /// The policy to load with `settings_json` (the tenant's, with --config).
-    fn source(&self, settings_json: String) -> PolicySource {
+    /// The policy to load, with no capability granted yet.
+    fn source(&self) -> PolicySource {
         PolicySource {
             wasm: self.wasm.clone(),
-            settings_json: match &self.tenant {
-                Some(tenant) => tenant.settings_json(),
-                None => settings_json,
-            },
+            settings_json: self.settings_json.clone(),
             limits: self.limits,
             grants: Grants::none(),
         }
@@ -356,14 +363,9 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     let Some(request) = &args.request else {
         anyhow::bail!("--request or --kit is required");
     };
-    let settings_json = match &args.settings {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read settings {}", path.display()))?,
-        None => "{}".into(),
-    };
     let request_json = std::fs::read_to_string(request)
         .with_context(|| format!("cannot read request {}", request.display()))?;
-    let mut source = subject.source(settings_json);
+    let mut source = subject.source();
     if let Some(path) = &args.capabilities {
         let fixture = Fixture::read(path)?;
         source.grants = runtime

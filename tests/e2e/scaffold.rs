@@ -55,7 +55,7 @@ fn a_new_project_builds_and_passes_its_kit(lang: &str, tests: &[&[&str]]) {
             .expect("nats-callout runs");
         let report = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(output.status.success(), "{report}");
-        assert!(report.contains("7 cases, 7 passed, 0 failed"), "{report}");
+        assert!(report.contains("8 cases, 8 passed, 0 failed"), "{report}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
     kit(&["--policy", "policy.wasm"]);

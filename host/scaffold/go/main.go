@@ -54,6 +54,9 @@ func newUsers(text string) (callout.Policy, error) {
 		if entry.Password == nil || entry.Account == nil {
 			return nil, fmt.Errorf("invalid settings: user %q needs `password` and `account`", name)
 		}
+		if *entry.Password == "" {
+			return nil, fmt.Errorf("invalid settings: user %q has an empty password", name)
+		}
 	}
 	return &users{settings: parsed}, nil
 }

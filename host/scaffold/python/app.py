@@ -48,6 +48,8 @@ class Users:
                 raise ValueError(f'invalid settings: unknown field `{unknown[0]}` in user "{name}"')
             if not isinstance(entry.get("password"), str) or not isinstance(entry.get("account"), str):
                 raise ValueError(f'invalid settings: user "{name}" needs `password` and `account`')
+            if not entry["password"]:
+                raise ValueError(f'invalid settings: user "{name}" has an empty password')
             self.users[name] = {
                 "password": entry["password"],
                 "account": entry["account"],

@@ -42,6 +42,7 @@ const KIT: &[Template] = templates![
     "kit/refused/no-users.json" => "kit/refused/no-users.json",
     "kit/refused/no-account.json" => "kit/refused/no-account.json",
     "kit/refused/extra-field.json" => "kit/refused/extra-field.json",
+    "kit/refused/empty-password.json" => "kit/refused/empty-password.json",
 ];
 
 const README: &str = include_str!("../../scaffold/README.md");

@@ -54,6 +54,10 @@ impl Policy for Users {
         if settings.users.is_empty() {
             return Err("invalid settings: no users, so every client would be denied".into());
         }
+        let empty = settings.users.iter().find(|(_, user)| user.password.is_empty());
+        if let Some((name, _)) = empty {
+            return Err(format!("invalid settings: user {name:?} has an empty password"));
+        }
         Ok(Users { settings })
     }
 

@@ -61,6 +61,7 @@ export class Users {
       if (typeof entry.password !== 'string' || typeof entry.account !== 'string') {
         throw new Error(`invalid settings: user "${name}" needs \`password\` and \`account\``);
       }
+      if (entry.password === '') throw new Error(`invalid settings: user "${name}" has an empty password`);
       this.users.set(name, {
         password: entry.password,
         account: entry.account,
