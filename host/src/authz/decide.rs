@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::decision::{DenyReason, Verdict, mask_credentials};
 use super::rules::GrantRules;
+use crate::capability::Grants;
 use crate::metrics::Phases;
 use crate::policy::cache::CompiledCache;
 use crate::policy::request::to_policy_request;
@@ -39,6 +40,13 @@ impl Decider {
 
     pub fn policy(&self) -> &LoadedPolicy {
         &self.policy
+    }
+
+    /// The same policy and rules, its capabilities answering from `grants`
+    /// (see [`LoadedPolicy::with_grants`]).
+    pub fn with_grants(&self, grants: Arc<Grants>) -> Result<Decider, LoadError> {
+        let policy = self.policy.with_grants(grants)?;
+        Ok(Decider::new(Arc::new(policy), self.rules.clone()))
     }
 
     /// The verdict on a verified request; the time of the policy call and

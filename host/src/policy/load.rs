@@ -18,7 +18,7 @@ use super::call::{bounded, describe, new_store, start_instance};
 use super::sandbox::Sandbox;
 use super::wit::PolicyPre;
 use super::{Deadline, LoadedPolicy, PolicySource, PoolCounts};
-use crate::capability::Capability;
+use crate::capability::{Capability, Grants};
 use crate::untrusted::printable;
 
 /// The deadline of a policy's `init`, which may parse large settings.
@@ -124,6 +124,8 @@ impl LoadedPolicy {
         })?;
         Ok(LoadedPolicy {
             name,
+            path: path.to_path_buf(),
+            imports,
             digest: format!("{:x}", Sha256::digest(&wasm)),
             sandbox: sandbox.clone(),
             pre,
@@ -134,6 +136,37 @@ impl LoadedPolicy {
             from_cache,
             load_time: started.elapsed(),
             cache_key,
+        })
+    }
+}
+
+impl LoadedPolicy {
+    /// The same policy, answering with `grants`' capabilities instead (a
+    /// golden kit's offline data): its compiled snapshot and
+    /// pre-instantiation are shared, not loaded again — `init` cannot reach
+    /// the capabilities that differ, so the snapshot is the same. Refused,
+    /// as at load, when the component imports a capability `grants` lacks.
+    pub fn with_grants(&self, grants: Arc<Grants>) -> Result<LoadedPolicy, LoadError> {
+        if let Some(capability) = grants.first_refused(self.imports.iter().map(String::as_str)) {
+            return Err(LoadError::NotGranted {
+                path: self.path.clone(),
+                capability,
+            });
+        }
+        Ok(LoadedPolicy {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            imports: self.imports.clone(),
+            digest: self.digest.clone(),
+            sandbox: self.sandbox.clone(),
+            pre: self.pre.clone(),
+            limits: self.limits,
+            grants,
+            idle: Mutex::new(Vec::new()),
+            pool: PoolCounts::default(),
+            from_cache: self.from_cache,
+            load_time: self.load_time,
+            cache_key: self.cache_key.clone(),
         })
     }
 }

@@ -101,6 +101,10 @@ impl Deadline {
 /// A loaded, initialized policy, ready to evaluate requests concurrently.
 pub struct LoadedPolicy {
     name: Arc<str>,
+    /// The component's file, for errors.
+    path: PathBuf,
+    /// The component's top-level imports (capabilities among them).
+    imports: Vec<String>,
     digest: String,
     sandbox: Arc<Sandbox>,
     pre: PolicyPre<CallState>,

@@ -257,22 +257,16 @@ impl Parts {
         if let Some(golden) = &policy.golden_kit {
             // A kit with capability data runs against it, not against live
             // buckets and issuers (still loading at start, and not the
-            // kit's to depend on): the same component and settings (the
-            // compiled snapshot is shared), the fixture's grants.
+            // kit's to depend on): the same loaded policy, re-bound to the
+            // fixture's grants.
             match Fixture::of_kit(golden)? {
                 Some(fixture) => {
-                    let mut offline = source.clone();
-                    offline.grants =
-                        fixture
-                            .grants_under(&policy.capabilities)
-                            .with_context(|| {
-                                format!("golden kit {}", golden.join(KIT_FILE).display())
-                            })?;
-                    let cache = policy.cache();
-                    let rules = policy.grant_rules();
-                    let kit_decider =
-                        Decider::load(&self.sandbox, &offline, rules, cache.as_ref()).await?;
-                    pass_golden_kit(&kit_decider, golden).await?;
+                    let offline = fixture
+                        .grants_under(&policy.capabilities)
+                        .with_context(|| {
+                            format!("golden kit {}", golden.join(KIT_FILE).display())
+                        })?;
+                    pass_golden_kit(&decider.with_grants(offline)?, golden).await?;
                 }
                 None => pass_golden_kit(&decider, golden).await?,
             }
