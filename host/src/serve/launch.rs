@@ -261,11 +261,12 @@ impl Parts {
             // fixture's grants.
             match Fixture::of_kit(golden)? {
                 Some(fixture) => {
-                    let offline = fixture
-                        .grants_under(&policy.capabilities)
-                        .with_context(|| {
-                            format!("golden kit {}", golden.join(KIT_FILE).display())
-                        })?;
+                    let offline =
+                        fixture
+                            .grants_under(&policy.capabilities)
+                            .with_context(|| {
+                                format!("golden kit {}", golden.join(KIT_FILE).display())
+                            })?;
                     pass_golden_kit(&decider.with_grants(offline)?, golden).await?;
                 }
                 None => pass_golden_kit(&decider, golden).await?,
